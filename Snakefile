@@ -1,0 +1,37 @@
+"""tarexport: export container images to one reproducible archive, daemonless.
+
+Thin on purpose: configuration, validation and the plan come from the `tarexport`
+package under workflow/; the rules in workflow/rules/ only wire its jobs to files.
+"""
+
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+
+from tarexport.errors import TarexportError  # noqa: E402
+from tarexport.pipeline import prepare  # noqa: E402
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+try:
+    PIPELINE = prepare(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"), os.getcwd())
+except TarexportError as error:
+    sys.exit(f"tarexport: error: {error}")
+
+BUILD = PIPELINE.build_dir
+OUTPUT = PIPELINE.settings.output
+# Jobs run the package with this interpreter, so cluster jobs need no install step.
+TAREXPORT = f"PYTHONPATH={os.path.join(workflow.basedir, 'workflow')!r} {sys.executable!r} -m tarexport"
+
+
+include: "workflow/rules/layers.smk"
+include: "workflow/rules/configs.smk"
+include: "workflow/rules/docker.smk"
+include: "workflow/rules/archive.smk"

@@ -1,0 +1,44 @@
+# The legacy `docker save` files: one job per v1 layer directory, one per index file.
+
+
+rule v1_layer_dir:
+    input:
+        config=lambda wc: PIPELINE.v1_config_file(wc.v1),
+    output:
+        json=f"{BUILD}/docker/{{v1}}/json",
+        version=f"{BUILD}/docker/{{v1}}/VERSION",
+    params:
+        index=lambda wc: PIPELINE.v1_index(wc.v1),
+    log:
+        f"{BUILD}/logs/docker/{{v1}}.log",
+    wildcard_constraints:
+        v1="[0-9a-f]{64}",
+    localrule: True
+    shell:
+        "{TAREXPORT} v1-dir --config {input.config:q} --index {params.index} --v1-id {wildcards.v1}"
+        " --json {output.json:q} --version {output.version:q} 2> >(tee {log:q} >&2)"
+
+
+rule manifest_json:
+    output:
+        f"{BUILD}/docker/manifest.json",
+    params:
+        # The content itself is the recipe: a changed image list re-runs this job only.
+        content=PIPELINE.plan.manifest,
+    localrule: True
+    run:
+        from tarexport.fileio import write_atomically
+
+        write_atomically(output[0], params.content)
+
+
+rule repositories:
+    output:
+        f"{BUILD}/docker/repositories",
+    params:
+        content=PIPELINE.plan.repositories or b"",
+    localrule: True
+    run:
+        from tarexport.fileio import write_atomically
+
+        write_atomically(output[0], params.content)

@@ -1,0 +1,18 @@
+# One job per distinct layer: the verified, uncompressed tar stored by diff_id.
+# Content-addressed, so it is reused by every later run and every image.
+
+
+rule layer_tar:
+    input:
+        # The source's mtime carries no news: the bytes are checked against their digest.
+        lambda wc: ancient(PIPELINE.layer_source_file(wc.diff)),
+    output:
+        f"{BUILD}/layers/{{diff}}.tar",
+    params:
+        recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
+    log:
+        f"{BUILD}/logs/layers/{{diff}}.log",
+    wildcard_constraints:
+        diff="[0-9a-f]{64}",
+    shell:
+        "{TAREXPORT} layer --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -1,0 +1,74 @@
+"""Entry points of the workflow's jobs: `python -m tarexport COMMAND ...`.
+
+Each job gets its whole recipe on the command line and touches only its declared
+files, so jobs run the same in one process tree or on cluster nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import TarexportError
+
+
+def _layer(args: argparse.Namespace) -> None:
+    from .layers import materialize
+    from .sources import BlobRef
+
+    recipe = json.loads(args.recipe)
+    materialize(BlobRef.from_json(recipe["blob"]), recipe["diff_id"], args.output, recipe["label"])
+
+
+def _config(args: argparse.Namespace) -> None:
+    from .jobs import copy_config
+
+    copy_config(json.loads(args.recipe), args.output)
+
+
+def _v1_dir(args: argparse.Namespace) -> None:
+    from .jobs import write_v1_dir
+
+    write_v1_dir(args.config, args.index, args.v1_id, args.json, args.version)
+
+
+def _assemble(args: argparse.Namespace) -> None:
+    from .jobs import assemble
+
+    assemble(args.build_dir, args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tarexport")
+    commands = parser.add_subparsers(dest="command", required=True)
+    layer = commands.add_parser("layer", help="materialize one uncompressed layer")
+    layer.add_argument("--recipe", required=True)
+    layer.add_argument("--output", required=True)
+    layer.set_defaults(run=_layer)
+    config = commands.add_parser("config", help="copy one image config, verified")
+    config.add_argument("--recipe", required=True)
+    config.add_argument("--output", required=True)
+    config.set_defaults(run=_config)
+    v1_dir = commands.add_parser("v1-dir", help="write a v1 layer directory's json and VERSION")
+    v1_dir.add_argument("--config", required=True)
+    v1_dir.add_argument("--index", type=int, required=True)
+    v1_dir.add_argument("--v1-id", required=True)
+    v1_dir.add_argument("--json", required=True)
+    v1_dir.add_argument("--version", required=True)
+    v1_dir.set_defaults(run=_v1_dir)
+    assemble = commands.add_parser("assemble", help="write the archive from the build directory")
+    assemble.add_argument("--build-dir", required=True)
+    assemble.add_argument("--output", required=True)
+    assemble.set_defaults(run=_assemble)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except TarexportError as exc:
+        print(f"tarexport: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

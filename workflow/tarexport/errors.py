@@ -1,0 +1,18 @@
+"""The project's single error type: every user-facing failure is one line."""
+
+
+class TarexportError(Exception):
+    """A failure the user can act on; str() is the whole one-line message."""
+
+    def __init__(self, message: str, *, image: str = "", source: str = "", member: str = ""):
+        parts = []
+        if image:
+            parts.append(f"image {image}")
+        if source:
+            parts.append(f"source {source}")
+        if member:
+            parts.append(f"member {member}")
+        where = ", ".join(parts)
+        text = f"{where}: {message}" if where else message
+        # One line, always: newlines from nested messages would split the report.
+        super().__init__(" ".join(text.split("\n")))

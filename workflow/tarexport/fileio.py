@@ -1,0 +1,39 @@
+"""Writing files so that a reader never sees a partial one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from .errors import TarexportError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[BinaryIO]:
+    """Write beside `path`, then rename over it; on any failure remove the temporary."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            yield handle  # type: ignore[misc]
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o644)  # fixed mode whatever the umask
+        os.replace(handle.name, path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+        if isinstance(exc, OSError):
+            raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from None
+        raise
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    with atomic_output(path) as handle:
+        handle.write(data)

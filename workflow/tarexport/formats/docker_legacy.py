@@ -1,0 +1,160 @@
+"""The legacy `docker save` layout (Docker 1.10-24, moby image/tarexport/save.go).
+
+Pure functions from image data to the bytes of each small file, and from the
+finished build directory to the table of archive entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .. import buildpaths
+from ..digests import chain_ids, hex_of
+from ..gojson import UNIX_EPOCH, RawJSON, V1Image, decode_v1_image, encode_string, encode_value
+from ..tarball import Entry, sort_key
+
+VERSION_BYTES = b"1.0"
+
+
+@dataclass(frozen=True)
+class V1Layer:
+    """One `<v1id>/` directory of an image: its ID and the `json` file's bytes."""
+
+    v1_id: str  # hex
+    json_bytes: bytes
+
+
+def _lower_v1_image() -> V1Image:
+    # Docker saves lower layers with only `created` at the Unix epoch (pre-1.9 compat).
+    image = V1Image()
+    image.values["created"] = UNIX_EPOCH
+    return image
+
+
+def create_v1_id(image: V1Image, chain_id: str, parent_v1_id: str) -> str:
+    """image/v1 CreateID: sha256 of the V1Image re-marshalled as a sorted map."""
+    fields = dict(image.encoded_fields({"id": ""}))
+    fields["layer_id"] = encode_string(chain_id)
+    if parent_v1_id:
+        fields["parent"] = encode_string("sha256:" + parent_v1_id)
+    text = encode_value({k: RawJSON(v) for k, v in fields.items()})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def v1_layers(config: V1Image, diff_ids: list[str]) -> list[V1Layer]:
+    """Every v1 directory of an image, bottom to top, as Docker 20.10 writes them."""
+    layers: list[V1Layer] = []
+    parent = ""
+    chains = chain_ids(diff_ids)
+    for index, chain_id in enumerate(chains):
+        image = config if index == len(chains) - 1 else _lower_v1_image()
+        v1_id = create_v1_id(image, chain_id, parent)
+        # Docker sets `os` after computing the ID, so lower layers carry it unhashed.
+        overrides: dict[str, Any] = {"id": v1_id, "os": config.values["os"]}
+        if parent:
+            overrides["parent"] = parent
+        layers.append(V1Layer(v1_id, image.encode(overrides).encode()))
+        parent = v1_id
+    return layers
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    config_hex: str
+    repo_tags: list[str] | None  # familiar names; None for an image saved by ID
+    layer_v1_ids: list[str]
+
+
+def manifest_json(entries: list[ManifestEntry]) -> bytes:
+    """manifest.json as json.NewEncoder(...).Encode writes it: compact, trailing newline."""
+    items = []
+    for entry in entries:
+        layers = [f"{v1_id}/layer.tar" for v1_id in entry.layer_v1_ids]
+        items.append(
+            "{"
+            + '"Config":'
+            + encode_string(entry.config_hex + ".json")
+            + ',"RepoTags":'
+            + encode_value(entry.repo_tags)
+            + ',"Layers":'
+            + encode_value(layers)
+            + "}"
+        )
+    return ("[" + ",".join(items) + "]\n").encode()
+
+
+def repositories_json(entries: list[ManifestEntry]) -> bytes | None:
+    """`repositories`: familiar name -> tag -> top layer v1 ID; None when nothing is tagged."""
+    repos: dict[str, dict[str, str]] = {}
+    for entry in entries:
+        for tag_ref in entry.repo_tags or []:
+            name, tag = split_familiar_tag(tag_ref)
+            repos.setdefault(name, {})[tag] = entry.layer_v1_ids[-1]
+    if not repos:
+        return None
+    return (encode_value(repos) + "\n").encode()
+
+
+def split_familiar_tag(tagged: str) -> tuple[str, str]:
+    name, _, tag = tagged.rpartition(":")
+    return name, tag
+
+
+def parse_manifest_json(data: bytes) -> list[ManifestEntry]:
+    """Read back a manifest.json this module wrote."""
+    entries = []
+    for item in json.loads(data):
+        entries.append(
+            ManifestEntry(
+                config_hex=item["Config"].removesuffix(".json"),
+                repo_tags=item["RepoTags"],
+                layer_v1_ids=[layer.split("/", 1)[0] for layer in item["Layers"]],
+            )
+        )
+    return entries
+
+
+def config_diff_ids(config_bytes: bytes) -> list[str]:
+    return list(json.loads(config_bytes)["rootfs"]["diff_ids"])
+
+
+def archive_entries(build_dir: str) -> list[Entry]:
+    """The archive's entries, derived from the finished build directory.
+
+    Reads manifest.json and the configs as a loader would, so the assembly needs no
+    other recipe: the first v1 directory (in manifest order) holding a diff gets the
+    file, later ones a relative symlink to it, as Docker writes shared layers.
+    """
+    with open(buildpaths.manifest(build_dir), "rb") as handle:
+        manifest_bytes = handle.read()
+    entries = parse_manifest_json(manifest_bytes)
+    out: list[Entry] = []
+    written_dirs: set[str] = set()
+    diff_home: dict[str, str] = {}
+    for entry in entries:
+        config_path = buildpaths.config(build_dir, entry.config_hex)
+        with open(config_path, "rb") as handle:
+            config_bytes = handle.read()
+        created = max(decode_v1_image(config_bytes, config_path).values["created"].unix_seconds(), 0)
+        out.append(Entry(entry.config_hex + ".json", "file", created, path=config_path))
+        for v1_id, diff_id in zip(entry.layer_v1_ids, config_diff_ids(config_bytes)):
+            if v1_id in written_dirs:
+                continue
+            written_dirs.add(v1_id)
+            out.append(Entry(v1_id, "dir", created))
+            out.append(Entry(f"{v1_id}/VERSION", "file", created, path=buildpaths.v1_version(build_dir, v1_id)))
+            out.append(Entry(f"{v1_id}/json", "file", created, path=buildpaths.v1_json(build_dir, v1_id)))
+            home = diff_home.setdefault(diff_id, v1_id)
+            if home == v1_id:
+                layer_path = buildpaths.layer(build_dir, hex_of(diff_id))
+                out.append(Entry(f"{v1_id}/layer.tar", "file", created, path=layer_path))
+            else:
+                out.append(Entry(f"{v1_id}/layer.tar", "symlink", created, target=f"../{home}/layer.tar"))
+    out.append(Entry("manifest.json", "file", 0, data=manifest_bytes))
+    if any(entry.repo_tags for entry in entries):
+        with open(buildpaths.repositories(build_dir), "rb") as handle:
+            out.append(Entry("repositories", "file", 0, data=handle.read()))
+    return sorted(out, key=sort_key)

@@ -1,0 +1,405 @@
+"""Go `encoding/json` compatible encoding of Docker 20.10's v1 image structs.
+
+Docker writes each `<v1id>/json` with `json.Marshal` over `image.V1Image` (moby
+`image/image.go`) and hashes a re-marshalled map of it for the v1 ID.  To be byte
+identical we decode the config the way Go does (known fields only, case-insensitive
+keys, later duplicates win, `null` leaves the zero value) and encode the way Go does
+(declaration order, `omitempty`, nil as `null`, HTML-safe escaping, sorted map keys,
+RFC 3339 times with trimmed nanoseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import TarexportError
+
+# Go's encodeState.string with escapeHTML (json.Marshal and Encoder default).
+# Docker 20.10 is built with Go 1.19, which writes \b and \f as \u0008 and \u000c.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029]')
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def encode_string(text: str) -> str:
+    # Lone surrogates (from "\ud800" in the source JSON) are replaced as Go does.
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return '"' + _NEEDS_ESCAPE.sub(_escape_char, text) + '"'
+
+
+def encode_value(value: Any) -> str:
+    """Encode plain values as Go encodes the matching Go types.
+
+    dict -> map (sorted keys), list -> slice, None -> nil, str, bool, int.
+    """
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return encode_string(value)
+    if isinstance(value, RawJSON):
+        return value.text
+    if isinstance(value, GoTime):
+        return '"' + value.format() + '"'
+    if isinstance(value, list):
+        return "[" + ",".join(encode_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value)  # Go sorts map keys bytewise; code point order is the same
+        return "{" + ",".join(encode_string(k) + ":" + encode_value(value[k]) for k in keys) + "}"
+    if isinstance(value, GoStruct):
+        return value.encode()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class RawJSON:
+    """Already-encoded JSON text (Go's json.RawMessage)."""
+
+    text: str
+
+
+# ---------------------------------------------------------------- time.Time
+
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+@dataclass(frozen=True)
+class GoTime:
+    """A time.Time as Go keeps it after parsing RFC 3339: wall clock plus offset."""
+
+    year: int = 1
+    month: int = 1
+    day: int = 1
+    hour: int = 0
+    minute: int = 0
+    second: int = 0
+    nanosecond: int = 0
+    offset_minutes: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> GoTime:
+        match = _TIME_RE.match(text)
+        if not match:
+            raise ValueError(f"time {text!r} is not RFC 3339")
+        year, month, day, hour, minute, second, frac, _z, sign, oh, om = match.groups()
+        # Go keeps at most nanosecond precision and drops further digits.
+        nanos = int((frac or "")[:9].ljust(9, "0")) if frac else 0
+        offset = 0
+        if sign:
+            offset = int(oh) * 60 + int(om)
+            if sign == "-":
+                offset = -offset
+        return cls(int(year), int(month), int(day), int(hour), int(minute), int(second), nanos, offset)
+
+    def format(self) -> str:
+        """Go's RFC3339Nano: trailing zeros of the fraction trimmed, Z for offset 0."""
+        text = (
+            f"{self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:{self.second:02d}"
+        )
+        if self.nanosecond:
+            text += "." + f"{self.nanosecond:09d}".rstrip("0")
+        if self.offset_minutes == 0:
+            return text + "Z"
+        sign = "+" if self.offset_minutes > 0 else "-"
+        hours, minutes = divmod(abs(self.offset_minutes), 60)
+        return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+    def unix_seconds(self) -> int:
+        """Seconds since the epoch, as a tar mtime (Go truncates to the second)."""
+        import calendar
+
+        # calendar.timegm handles years 1..9999 proleptically, as Go does.
+        wall = calendar.timegm((self.year, self.month, self.day, self.hour, self.minute, self.second, 0, 0, 0))
+        return wall - self.offset_minutes * 60
+
+
+UNIX_EPOCH = GoTime(1970, 1, 1)
+
+
+# ---------------------------------------------------------------- structs
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the JSON key
+    kind: str  # see _DECODERS
+    omitempty: bool = False
+
+
+class GoStruct:
+    """A Go struct value: fields in declaration order, decoded with Go's rules."""
+
+    FIELDS: tuple[Field, ...] = ()
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {f.name: _ZERO[f.kind]() for f in self.FIELDS}
+
+    @classmethod
+    def decode(cls, obj: Any, path: str) -> GoStruct:
+        if not isinstance(obj, JSONObject):
+            raise ValueError(f"{path or 'config'} is not a JSON object")
+        struct = cls()
+        for key, raw in obj:
+            field = struct._field_for(key)
+            if field is None:
+                continue  # Go drops fields the struct does not know
+            if raw is None and field.kind not in _NULL_SETS:
+                continue  # null leaves the current value
+            where = f"{path}.{field.name}" if path else field.name
+            struct.values[field.name] = _DECODERS[field.kind](raw, where)
+        return struct
+
+    def _field_for(self, key: str) -> Field | None:
+        for field in self.FIELDS:
+            if field.name == key:
+                return field
+        folded = key.casefold()
+        for field in self.FIELDS:
+            if field.name.casefold() == folded:
+                return field
+        return None
+
+    def encode(self, overrides: dict[str, Any] | None = None) -> str:
+        return "{" + ",".join(encode_string(k) + ":" + v for k, v in self.encoded_fields(overrides)) + "}"
+
+    def encoded_fields(self, overrides: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        values = dict(self.values)
+        if overrides:
+            values.update(overrides)
+        out = []
+        for field in self.FIELDS:
+            value = values[field.name]
+            if field.omitempty and _is_empty(field.kind, value):
+                continue
+            out.append((field.name, encode_value(value)))
+        return out
+
+
+def _is_empty(kind: str, value: Any) -> bool:
+    if kind == "struct":  # Go never omits a struct value
+        return False
+    if kind == "time":
+        return False
+    if isinstance(value, GoStruct):
+        return False  # non-nil pointer
+    if kind in ("intptr",):
+        return value is None
+    return value is None or value == 0 or value == "" or value is False or value == [] or value == {}
+
+
+def _string(raw: Any, where: str) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"{where} must be a string")
+    return raw
+
+
+def _bool(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"{where} must be a boolean")
+    return raw
+
+
+def _int(raw: Any, where: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"{where} must be an integer")
+    if not -(2**63) <= raw < 2**63:
+        raise ValueError(f"{where} is out of range for int64")
+    return raw
+
+
+def _string_list(raw: Any, where: str) -> list[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or isinstance(raw, JSONObject):
+        raise ValueError(f"{where} must be a list of strings")
+    return [_string(item, where) for item in raw]
+
+
+def _strslice(raw: Any, where: str) -> list[str] | None:
+    # docker's strslice.StrSlice accepts a bare string as a one-element list.
+    if isinstance(raw, str):
+        return [raw]
+    return _string_list(raw, where)
+
+
+def _string_map(raw: Any, where: str) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, JSONObject):
+        raise ValueError(f"{where} must be an object of strings")
+    out: dict[str, str] = {}
+    for key, value in raw:
+        if value is None:
+            out[key] = ""  # null into a string map element stores the zero value
+        else:
+            out[key] = _string(value, f"{where}.{key}")
+    return out
+
+
+def _set_map(raw: Any, where: str) -> dict[str, dict[str, Any]] | None:
+    # map[string]struct{}: each value decodes into an empty struct.
+    if raw is None:
+        return None
+    if not isinstance(raw, JSONObject):
+        raise ValueError(f"{where} must be an object")
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in raw:
+        if value is not None and not isinstance(value, JSONObject):
+            raise ValueError(f"{where}.{key} must be an object")
+        out[key] = {}
+    return out
+
+
+def _time(raw: Any, where: str) -> GoTime:
+    try:
+        return GoTime.parse(_string(raw, where))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _health(raw: Any, where: str) -> HealthConfig | None:
+    return None if raw is None else HealthConfig.decode(raw, where)
+
+
+def _config_ptr(raw: Any, where: str) -> ContainerConfig | None:
+    return None if raw is None else ContainerConfig.decode(raw, where)
+
+
+def _config_struct(raw: Any, where: str) -> ContainerConfig:
+    return ContainerConfig.decode(raw, where)
+
+
+def _int_ptr(raw: Any, where: str) -> int | None:
+    return None if raw is None else _int(raw, where)
+
+
+_DECODERS: dict[str, Callable[[Any, str], Any]] = {
+    "string": _string,
+    "bool": _bool,
+    "int": _int,
+    "strings": _string_list,
+    "strslice": _strslice,
+    "stringmap": _string_map,
+    "setmap": _set_map,
+    "time": _time,
+    "health": _health,
+    "configptr": _config_ptr,
+    "struct": _config_struct,
+    "intptr": _int_ptr,
+}
+# Kinds whose null sets nil (pointers, slices, maps); for the others null is a no-op.
+_NULL_SETS = {"strings", "strslice", "stringmap", "setmap", "health", "configptr", "intptr"}
+_ZERO: dict[str, Callable[[], Any]] = {
+    "string": str,
+    "bool": bool,
+    "int": int,
+    "strings": lambda: None,
+    "strslice": lambda: None,
+    "stringmap": lambda: None,
+    "setmap": lambda: None,
+    "time": GoTime,
+    "health": lambda: None,
+    "configptr": lambda: None,
+    "struct": lambda: ContainerConfig(),
+    "intptr": lambda: None,
+}
+
+
+class HealthConfig(GoStruct):
+    """api/types/container.HealthConfig (Docker 20.10)."""
+
+    FIELDS = (
+        Field("Test", "strings", omitempty=True),
+        Field("Interval", "int", omitempty=True),
+        Field("Timeout", "int", omitempty=True),
+        Field("StartPeriod", "int", omitempty=True),
+        Field("Retries", "int", omitempty=True),
+    )
+
+
+class ContainerConfig(GoStruct):
+    """api/types/container.Config (Docker 20.10)."""
+
+    FIELDS = (
+        Field("Hostname", "string"),
+        Field("Domainname", "string"),
+        Field("User", "string"),
+        Field("AttachStdin", "bool"),
+        Field("AttachStdout", "bool"),
+        Field("AttachStderr", "bool"),
+        Field("ExposedPorts", "setmap", omitempty=True),
+        Field("Tty", "bool"),
+        Field("OpenStdin", "bool"),
+        Field("StdinOnce", "bool"),
+        Field("Env", "strings"),
+        Field("Cmd", "strslice"),
+        Field("Healthcheck", "health", omitempty=True),
+        Field("ArgsEscaped", "bool", omitempty=True),
+        Field("Image", "string"),
+        Field("Volumes", "setmap"),
+        Field("WorkingDir", "string"),
+        Field("Entrypoint", "strslice"),
+        Field("NetworkDisabled", "bool", omitempty=True),
+        Field("MacAddress", "string", omitempty=True),
+        Field("OnBuild", "strings"),
+        Field("Labels", "stringmap"),
+        Field("StopSignal", "string", omitempty=True),
+        Field("StopTimeout", "intptr", omitempty=True),
+        Field("Shell", "strslice", omitempty=True),
+    )
+
+
+class V1Image(GoStruct):
+    """image.V1Image (Docker 20.10): the v1 fields of an image config."""
+
+    FIELDS = (
+        Field("id", "string", omitempty=True),
+        Field("parent", "string", omitempty=True),
+        Field("comment", "string", omitempty=True),
+        Field("created", "time"),
+        Field("container", "string", omitempty=True),
+        Field("container_config", "struct", omitempty=True),
+        Field("docker_version", "string", omitempty=True),
+        Field("author", "string", omitempty=True),
+        Field("config", "configptr", omitempty=True),
+        Field("architecture", "string", omitempty=True),
+        Field("variant", "string", omitempty=True),
+        Field("os", "string", omitempty=True),
+        Field("Size", "int", omitempty=True),
+    )
+
+
+class JSONObject(list):
+    """A JSON object as its key/value pairs in source order (Go decodes in that order)."""
+
+
+def load_pairs(data: bytes, what: str) -> Any:
+    """Parse JSON, objects as JSONObject pair lists, arrays as plain lists."""
+    text = data.decode("utf-8", errors="replace")  # Go replaces invalid UTF-8 with U+FFFD
+    try:
+        return json.loads(text, object_pairs_hook=JSONObject)
+    except (ValueError, RecursionError) as exc:
+        raise TarexportError(f"{what} is not valid JSON ({exc})") from None
+
+
+def decode_v1_image(config_bytes: bytes, what: str) -> V1Image:
+    """Decode an image config into V1Image as Docker's image.NewFromJSON does."""
+    pairs = load_pairs(config_bytes, what)
+    try:
+        return V1Image.decode(pairs, "")
+    except ValueError as exc:
+        raise TarexportError(f"{what}: {exc}") from None

@@ -1,0 +1,47 @@
+"""The small jobs of the docker format, each reading and writing only its declared files."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .digests import sha256_digest
+from .errors import TarexportError
+from .fileio import atomic_output, write_atomically
+from .formats.docker_legacy import VERSION_BYTES, archive_entries, config_diff_ids, v1_layers
+from .gojson import decode_v1_image
+from .sources import BlobRef, open_container
+from .tarball import write_tar
+
+
+def copy_config(recipe: dict[str, Any], output: str) -> None:
+    blob = BlobRef.from_json(recipe["blob"])
+    container = open_container(blob.source_kind, blob.source_path, recipe["label"])
+    data = container.read_small(blob.member)
+    actual = sha256_digest(data)
+    if actual != recipe["image_id"]:
+        raise TarexportError(
+            f"config has digest {actual}, expected image ID {recipe['image_id']}",
+            source=recipe["label"],
+            member=blob.member,
+        )
+    write_atomically(output, data)
+
+
+def write_v1_dir(config_path: str, index: int, expected_v1_id: str, json_path: str, version_path: str) -> None:
+    with open(config_path, "rb") as handle:
+        config = handle.read()
+    layer = v1_layers(decode_v1_image(config, config_path), config_diff_ids(config))[index]
+    if layer.v1_id != expected_v1_id:
+        raise TarexportError(f"v1 ID {layer.v1_id} of layer {index} differs from the plan's {expected_v1_id}")
+    write_atomically(json_path, layer.json_bytes)
+    write_atomically(version_path, VERSION_BYTES)
+
+
+def assemble(build_dir: str, output: str) -> None:
+    entries = archive_entries(build_dir)
+    for entry in entries:
+        if entry.path and not os.path.isfile(entry.path):
+            raise TarexportError(f"build file {entry.path} is missing; run the workflow again")
+    with atomic_output(output) as out:
+        write_tar(entries, out)

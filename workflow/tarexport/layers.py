@@ -1,0 +1,100 @@
+"""Materialize one layer: read its blob, decompress, verify both digests, store by diff_id."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from .errors import TarexportError
+from .fileio import atomic_output
+from .sources import BlobRef, open_container
+
+CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    started = False
+    for chunk in chunks:
+        while chunk:
+            started = True
+            yield decompressor.decompress(chunk)
+            if decompressor.eof:
+                chunk = decompressor.unused_data
+                decompressor = zstandard.ZstdDecompressor().decompressobj()
+                started = False
+            else:
+                chunk = b""
+    if started and not decompressor.eof:
+        raise EOFError("zstd stream is truncated")
+
+
+def _gunzip_checked(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    decompressor = zlib.decompressobj(wbits=31)
+    started = False
+    for chunk in chunks:
+        while chunk:
+            started = True
+            yield decompressor.decompress(chunk)
+            if decompressor.eof:
+                chunk = decompressor.unused_data
+                decompressor = zlib.decompressobj(wbits=31)
+                started = False
+            else:
+                chunk = b""
+    if started and not decompressor.eof:
+        raise zlib.error("gzip stream is truncated")
+
+
+def materialize(blob: BlobRef, diff_id: str, output: str, label: str) -> None:
+    """Write the uncompressed layer to `output` after checking blob digest and diff_id."""
+    container = open_container(blob.source_kind, blob.source_path, label)
+    stream, size = container.open(blob.member)
+    where = {"source": label, "member": blob.member}
+    if blob.size >= 0 and size != blob.size:
+        stream.close()
+        raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)
+    blob_hash = hashlib.sha256()
+    diff_hash = hashlib.sha256()
+
+    def hashed() -> Iterator[bytes]:
+        for chunk in _chunks(stream):
+            blob_hash.update(chunk)
+            yield chunk
+
+    with stream:
+        head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+        chunks = hashed()
+        if head.startswith(GZIP_MAGIC):
+            data = _gunzip_checked(chunks)
+        elif head.startswith(ZSTD_MAGIC):
+            data = _unzstd(chunks)
+        else:
+            data = chunks
+        try:
+            with atomic_output(output) as out:
+                for piece in data:
+                    diff_hash.update(piece)
+                    out.write(piece)
+                blob_digest = "sha256:" + blob_hash.hexdigest()
+                if blob.digest and blob_digest != blob.digest:
+                    raise TarexportError(f"layer blob has digest {blob_digest}, expected {blob.digest}", **where)
+                actual = "sha256:" + diff_hash.hexdigest()
+                if actual != diff_id:
+                    raise TarexportError(f"uncompressed layer has digest {actual}, expected diff_id {diff_id}", **where)
+        except TarexportError:
+            raise
+        except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError
+            kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd"
+            raise TarexportError(f"layer is not valid {kind} ({exc})", **where) from None

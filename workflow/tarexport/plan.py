@@ -1,0 +1,157 @@
+"""The plan: which images, in which order, under which names, with which layers.
+
+Name resolution follows `docker save NAME...` (moby tarexport.parseNames) over the
+union of all sources instead of a daemon's image and reference stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import TarexportError
+from .formats.docker_legacy import ManifestEntry, V1Layer, manifest_json, repositories_json, v1_layers
+from .gojson import decode_v1_image
+from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
+from .sources import SourceImage, SourceSpec, load_images
+from .sources.base import LayerRef
+
+
+@dataclass
+class Catalog:
+    """Everything the sources hold: images by ID, and the tag store."""
+
+    images: dict[str, SourceImage] = field(default_factory=dict)  # first source wins
+    tags: dict[Reference, str] = field(default_factory=dict)  # tag -> image ID
+    tag_sources: dict[Reference, str] = field(default_factory=dict)
+
+    def add(self, image: SourceImage) -> None:
+        known = self.images.setdefault(image.image_id, image)
+        if known is not image:
+            known.manifest_digests |= image.manifest_digests
+            known.digest_refs.extend(r for r in image.digest_refs if r not in known.digest_refs)
+        for tag in image.tags:
+            other = self.tags.get(tag)
+            if other is not None and other != image.image_id:
+                raise TarexportError(
+                    f"tag {tag.familiar()} names {other} in {self.tag_sources[tag]} "
+                    f"and {image.image_id} in {image.source}; remove one of the sources or retag",
+                )
+            self.tags[tag] = image.image_id
+            self.tag_sources.setdefault(tag, image.source)
+
+    def search(self, term: str, original: str) -> str:
+        """Image ID by full ID or unique hex prefix (with or without `sha256:`)."""
+        prefix = term.removeprefix("sha256:").lower()
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            raise TarexportError(f"no such image: {original} (not found in any source)")
+        found = [i for i in self.images if i[len("sha256:") :].startswith(prefix)]
+        if not found:
+            raise TarexportError(f"no such image: {original} (not found in any source)")
+        if len(found) > 1:
+            raise TarexportError(f"image ID prefix {original!r} is ambiguous: it matches {len(found)} images")
+        return found[0]
+
+
+def build_catalog(specs: list[SourceSpec], platform: str) -> Catalog:
+    catalog = Catalog()
+    for spec in specs:
+        for image in load_images(spec, platform):
+            catalog.add(image)
+    return catalog
+
+
+@dataclass
+class PlannedImage:
+    image: SourceImage
+    tags: list[Reference]
+    diff_ids: list[str]
+    v1: list[V1Layer]
+    created_unix: int  # mtime for its files, from the config's `created`
+
+
+@dataclass
+class Plan:
+    images: list[PlannedImage]
+    layers: dict[str, LayerRef]  # diff_id -> where to read it (first image in request order)
+    v1_dirs: dict[str, tuple[PlannedImage, int]]  # v1 id -> first image and layer index writing it
+    manifest: bytes
+    repositories: bytes | None
+
+
+def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Reference]]]:
+    """docker save's parseNames: image IDs in first-request order, each with its tags."""
+    order: list[str] = []
+    tags: dict[str, list[Reference]] = {}
+
+    def add(image_id: str, tag: Reference | None) -> None:
+        if image_id not in tags:
+            order.append(image_id)
+            tags[image_id] = []
+        if tag is not None and tag not in tags[image_id]:
+            tags[image_id].append(tag)
+
+    for text in requests:
+        request = parse_request(text)
+        if isinstance(request, ImageIDRequest):
+            if request.image_id not in catalog.images:
+                raise TarexportError(f"no such image: {text} (not found in any source)")
+            add(request.image_id, None)
+            continue
+        if request.familiar_name == "sha256":
+            add(catalog.search(text, text), None)
+            continue
+        if request.digest:
+            found = [i for i, image in catalog.images.items() if request.digest in image.manifest_digests]
+            if not found:
+                raise TarexportError(f"no such image: {text} (no source holds manifest {request.digest})")
+            add(found[0], None)
+            continue
+        if not request.tag:
+            # Docker walks the repository's references sorted as strings: tags, then digests.
+            matches: list[tuple[str, str, Reference | None]] = [
+                (str(t), i, t) for t, i in catalog.tags.items() if t.name == request.name
+            ]
+            matches += [
+                (str(r), i, None)
+                for i, image in catalog.images.items()
+                for r in image.digest_refs
+                if r.name == request.name
+            ]
+            for _, image_id, tag in sorted(matches, key=lambda m: m[0]):
+                add(image_id, tag)
+            if not matches:
+                add(catalog.search(text, text), None)
+            continue
+        tagged = with_default_tag(request)
+        image_id = catalog.tags.get(tagged)
+        if image_id is None:
+            raise TarexportError(f"no such image: {tagged.familiar()} (not found in any source)")
+        add(image_id, tagged)
+    return [(image_id, tags[image_id]) for image_id in order]
+
+
+def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
+    planned: list[PlannedImage] = []
+    for image_id, tags in resolve(catalog, requests):
+        image = catalog.images[image_id]
+        what = f"config of {tags[0].familiar() if tags else image_id}"
+        config = decode_v1_image(image.config, what)
+        diff_ids = [layer.diff_id for layer in image.layers]
+        created = config.values["created"].unix_seconds()
+        # Docker's Chtimes clamps times before the epoch to the epoch.
+        planned.append(PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), max(created, 0)))
+    layers: dict[str, LayerRef] = {}
+    v1_dirs: dict[str, tuple[PlannedImage, int]] = {}
+    for entry in planned:
+        for index, (layer, v1) in enumerate(zip(entry.image.layers, entry.v1)):
+            layers.setdefault(layer.diff_id, layer)
+            v1_dirs.setdefault(v1.v1_id, (entry, index))
+    entries = [
+        ManifestEntry(
+            config_hex=p.image.image_id.split(":", 1)[1],
+            repo_tags=[t.familiar() for t in p.tags] or None,
+            layer_v1_ids=[v.v1_id for v in p.v1],
+        )
+        for p in planned
+    ]
+    return Plan(planned, layers, v1_dirs, manifest_json(entries), repositories_json(entries))

@@ -1,0 +1,74 @@
+"""The validated configuration, with paths resolved against the working directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import TarexportError
+from .sources import SourceSpec
+
+
+@dataclass(frozen=True)
+class Settings:
+    output: str
+    format: str
+    build_dir: str
+    platform: str
+    sources: list[SourceSpec]
+    images: list[str]
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown key")
+    if error.validator == "oneOf":
+        return "must be a path or a mapping with `path` (and optional `type`, `repository`)"
+    return error.message
+
+
+def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
+    with open(schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        first = errors[0]
+        raise TarexportError(f"config key {_key_path(first)}: {_message(first)}")
+    defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
+    merged = {**defaults, **config}
+
+    def resolve(path: str) -> str:
+        return os.path.normpath(os.path.join(workdir, os.path.expanduser(path)))
+
+    sources = []
+    for item in merged["sources"]:
+        if isinstance(item, str):
+            item = {"path": item}
+        sources.append(
+            SourceSpec(
+                path=item["path"],
+                resolved=resolve(item["path"]),
+                type=item.get("type", ""),
+                repository=item.get("repository", ""),
+            )
+        )
+    return Settings(
+        output=merged["output"],
+        format=merged["format"],
+        build_dir=merged["build_dir"].rstrip("/") or ".",
+        platform=merged["platform"],
+        sources=sources,
+        images=list(merged["images"]),
+    )

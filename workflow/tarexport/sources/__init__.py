@@ -1,0 +1,68 @@
+"""Sources: where images come from. One module per kind; this picks the kind."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+
+from ..errors import TarexportError
+from .base import BlobRef, SourceImage
+from .containers import Container, DirectoryContainer, TarContainer
+from .docker_archive import images_from_manifest
+from .oci_layout import images_from_layout
+
+__all__ = ["SourceSpec", "load_images", "open_container", "SourceImage", "BlobRef"]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    path: str  # as configured, for messages
+    resolved: str  # absolute
+    type: str = ""  # "", "oci-layout" or "docker-archive"
+    repository: str = ""
+
+
+def detect_type(spec: SourceSpec) -> str:
+    if os.path.isdir(spec.resolved):
+        return "oci-layout"
+    if os.path.isfile(spec.resolved):
+        if tarfile.is_tarfile(spec.resolved):
+            return "docker-archive"
+        raise TarexportError(
+            "is neither an OCI layout directory nor an uncompressed docker-save tar archive", source=spec.path
+        )
+    raise TarexportError("does not exist", source=spec.path)
+
+
+def open_container(kind: str, path: str, label: str) -> Container:
+    if kind == "oci-layout":
+        return DirectoryContainer(path, label)
+    return TarContainer(path, label)
+
+
+def load_images(spec: SourceSpec, platform: str) -> list[SourceImage]:
+    """Every image a source holds, with its names."""
+    kind = spec.type or detect_type(spec)
+    if kind == "oci-layout":
+        if not os.path.isdir(spec.resolved):
+            raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
+        return images_from_layout(DirectoryContainer(spec.resolved, spec.path), spec.path, spec.repository, platform)
+    if not os.path.isfile(spec.resolved):
+        raise TarexportError("is not a file (type: docker-archive)", source=spec.path)
+    container = TarContainer(spec.resolved, spec.path)
+    images: list[SourceImage] = []
+    if container.exists("oci-layout") and container.exists("index.json"):
+        images = images_from_layout(container, spec.path, spec.repository, platform)
+    if container.exists("manifest.json"):
+        by_id = {image.image_id: image for image in images}
+        for image in images_from_manifest(container, spec.path):
+            known = by_id.get(image.image_id)
+            if known is None:
+                images.append(image)
+                by_id[image.image_id] = image
+            else:
+                known.tags.extend(t for t in image.tags if t not in known.tags)
+    elif not images:
+        raise TarexportError("has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path)
+    return images

@@ -1,0 +1,80 @@
+"""What every source yields: images with their config, layers and names.
+
+A source knows where bytes are; it knows nothing of formats or of the plan.
+Blob locations are plain data (`BlobRef`) so a Snakemake job in another process
+can open the same bytes from its recipe alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..reference import Reference
+
+# Index and manifest files are read whole; anything larger is not one.
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
+MANIFEST_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
+CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar": "none",
+    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "none",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
+}
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """Where one blob's bytes are, and what they must hash to."""
+
+    source_kind: str  # "oci-layout" or "docker-archive"
+    source_path: str  # absolute path of the layout directory or the archive file
+    member: str  # path inside the layout or archive
+    digest: str = ""  # expected sha256 of the bytes; "" when the format records none
+    size: int = -1  # expected size; -1 when unknown
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlobRef:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    diff_id: str
+    blob: BlobRef
+
+
+@dataclass
+class SourceImage:
+    """One image found in a source."""
+
+    image_id: str  # sha256 of the config bytes
+    config: bytes
+    config_blob: BlobRef
+    layers: list[LayerRef]
+    source: str  # the source as the user named it, for messages
+    tags: list[Reference] = field(default_factory=list)
+    manifest_digests: set[str] = field(default_factory=set)
+    digest_refs: list[Reference] = field(default_factory=list)  # names given as `repo@digest`
+
+
+def recipe_json(value: Any) -> str:
+    """A stable JSON text for a job recipe (Snakemake compares params by repr)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

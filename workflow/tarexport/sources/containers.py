@@ -1,0 +1,167 @@
+"""Read members of a source by path: a directory or a tar file, safely.
+
+Paths are resolved inside the container only: absolute paths, `..` that leave
+it, and links pointing outside or looping are refused, never followed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import stat
+import tarfile
+from typing import BinaryIO
+
+from ..errors import TarexportError
+from .base import MAX_METADATA_BYTES
+
+MAX_LINK_HOPS = 16
+
+
+def clean_member(member: str, source: str) -> str:
+    """Normalize an in-container path; refuse one that could leave the container."""
+    if not member or member.startswith("/") or "\\" in member or "\x00" in member:
+        raise TarexportError("path is absolute, empty or malformed", source=source, member=member)
+    cleaned = posixpath.normpath(member)
+    if cleaned == ".." or cleaned.startswith("../") or cleaned == ".":
+        raise TarexportError("path leaves the source", source=source, member=member)
+    return cleaned
+
+
+class Container:
+    """A readable set of members."""
+
+    label: str  # the source as the user named it, for messages
+    kind: str  # "oci-layout" or "docker-archive"
+    path: str  # absolute path of the directory or archive
+
+    def exists(self, member: str) -> bool:
+        raise NotImplementedError
+
+    def open(self, member: str) -> tuple[BinaryIO, int]:
+        """A stream of the member's bytes and its size."""
+        raise NotImplementedError
+
+    def read_small(self, member: str, limit: int = MAX_METADATA_BYTES) -> bytes:
+        stream, size = self.open(member)
+        with stream:
+            if size > limit:
+                raise TarexportError(
+                    f"file is {size} bytes, over the {limit}-byte limit for metadata",
+                    source=self.label,
+                    member=member,
+                )
+            return stream.read(size)
+
+
+class DirectoryContainer(Container):
+    def __init__(self, root: str, label: str):
+        self.root = self.path = os.path.realpath(root)
+        self.label = label
+        self.kind = "oci-layout"
+
+    def path_of(self, member: str) -> str:
+        cleaned = clean_member(member, self.label)
+        path = os.path.join(self.root, cleaned)
+        real = os.path.realpath(path)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            raise TarexportError("resolves outside the source (symlink?)", source=self.label, member=member)
+        return real
+
+    def exists(self, member: str) -> bool:
+        return os.path.isfile(self.path_of(member))
+
+    def open(self, member: str) -> tuple[BinaryIO, int]:
+        path = self.path_of(member)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError:
+            raise TarexportError("file is missing", source=self.label, member=member) from None
+        except OSError as exc:
+            raise TarexportError(f"cannot read ({exc.strerror})", source=self.label, member=member) from None
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            handle.close()
+            raise TarexportError("is not a regular file", source=self.label, member=member)
+        return handle, info.st_size
+
+
+class _Section(io.RawIOBase):
+    """A read-only window [offset, offset+size) of a file."""
+
+    def __init__(self, path: str, offset: int, size: int):
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file.seek(offset)
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._left)]
+        count = self._file.readinto(view)
+        if not count:
+            raise TarexportError("archive is truncated")
+        self._left -= count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class TarContainer(Container):
+    """Members of an uncompressed tar file, indexed by a single header scan."""
+
+    def __init__(self, path: str, label: str):
+        self.path = os.path.realpath(path)
+        self.label = label
+        self.kind = "docker-archive"
+        self.members: dict[str, tarfile.TarInfo] = {}
+        try:
+            with tarfile.open(self.path, "r:") as archive:
+                for info in archive:
+                    try:
+                        name = clean_member(info.name.rstrip("/") or ".", label)
+                    except TarexportError:
+                        continue  # unsafe names are never addressable; nothing refers to them safely
+                    self.members[name] = info  # later entries win, as when extracting
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise TarexportError(f"is not a readable tar archive ({exc})", source=label) from None
+
+    def _resolve(self, member: str) -> tarfile.TarInfo:
+        name = clean_member(member, self.label)
+        for _ in range(MAX_LINK_HOPS):
+            info = self.members.get(name)
+            if info is None:
+                raise TarexportError("is not in the archive", source=self.label, member=member)
+            if info.issym():
+                target = info.linkname
+                if target.startswith("/"):
+                    raise TarexportError("symlink points outside the archive", source=self.label, member=member)
+                name = clean_member(posixpath.join(posixpath.dirname(name), target), self.label)
+                continue
+            if info.islnk():
+                name = clean_member(info.linkname, self.label)
+                continue
+            if not info.isreg():
+                raise TarexportError("is not a regular file", source=self.label, member=member)
+            return info
+        raise TarexportError("symlinks loop or nest too deep", source=self.label, member=member)
+
+    def exists(self, member: str) -> bool:
+        try:
+            self._resolve(member)
+        except TarexportError:
+            return False
+        return True
+
+    def open(self, member: str) -> tuple[BinaryIO, int]:
+        info = self._resolve(member)
+        if info.sparse:
+            raise TarexportError("sparse members are not supported", source=self.label, member=member)
+        raw = _Section(self.path, info.offset_data, info.size)
+        return io.BufferedReader(raw, buffer_size=1 << 20), info.size  # type: ignore[return-value]

@@ -1,0 +1,63 @@
+"""Images of a `docker save` archive read through its manifest.json (any Docker version)."""
+
+from __future__ import annotations
+
+import json
+
+from ..digests import sha256_digest
+from ..errors import TarexportError
+from ..reference import parse_normalized
+from .base import BlobRef, LayerRef, SourceImage
+from .containers import TarContainer, clean_member
+from .oci_layout import diff_ids_of
+
+BLOB_PREFIX = "blobs/sha256/"
+
+
+def images_from_manifest(container: TarContainer, source: str) -> list[SourceImage]:
+    try:
+        manifest = json.loads(container.read_small("manifest.json"))
+    except (ValueError, RecursionError) as exc:
+        raise TarexportError(f"manifest.json is not valid JSON ({exc})", source=source, member="manifest.json") from None
+    if not isinstance(manifest, list):
+        raise TarexportError("manifest.json is not a list", source=source, member="manifest.json")
+    images: dict[str, SourceImage] = {}
+    for item in manifest:
+        if not isinstance(item, dict):
+            raise TarexportError("manifest.json entry is not an object", source=source, member="manifest.json")
+        config_member = item.get("Config")
+        if not isinstance(config_member, str):
+            raise TarexportError("manifest.json entry has no Config", source=source, member="manifest.json")
+        config_member = clean_member(config_member, source)
+        config = container.read_small(config_member)
+        image_id = sha256_digest(config)
+        diff_ids = diff_ids_of(config, source, config_member)
+        layer_members = item.get("Layers")
+        if not isinstance(layer_members, list) or not all(isinstance(m, str) for m in layer_members):
+            raise TarexportError("manifest.json entry has no Layers list", source=source, member=config_member)
+        if len(layer_members) != len(diff_ids):
+            raise TarexportError(
+                f"Layers lists {len(layer_members)} files but the config has {len(diff_ids)} diff_ids",
+                source=source,
+                member="manifest.json",
+            )
+        layers = []
+        for member, diff_id in zip(layer_members, diff_ids):
+            member = clean_member(member, source)
+            # Docker 25+ names layers by blob digest; the legacy layout records none.
+            digest = "sha256:" + member[len(BLOB_PREFIX) :] if member.startswith(BLOB_PREFIX) else ""
+            layers.append(LayerRef(diff_id, BlobRef(container.kind, container.path, member, digest, -1)))
+        config_ref = BlobRef(container.kind, container.path, config_member, image_id, len(config))
+        image = images.setdefault(image_id, SourceImage(image_id, config, config_ref, layers, source))
+        repo_tags = item.get("RepoTags") or []
+        if not isinstance(repo_tags, list):
+            raise TarexportError("RepoTags is not a list", source=source, member="manifest.json")
+        for tag_text in repo_tags:
+            if not isinstance(tag_text, str):
+                raise TarexportError("RepoTags holds a non-string", source=source, member="manifest.json")
+            ref = parse_normalized(tag_text)
+            if not ref.tag or ref.digest:
+                raise TarexportError(f"RepoTags entry {tag_text!r} is not name:tag", source=source, member="manifest.json")
+            if ref not in image.tags:
+                image.tags.append(ref)
+    return list(images.values())

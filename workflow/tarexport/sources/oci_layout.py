@@ -1,0 +1,210 @@
+"""Images of an OCI image layout (a directory, or the layout inside a Docker 25+ save)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..digests import check_digest, hex_of, sha256_digest
+from ..errors import TarexportError
+from ..reference import Reference, is_valid_tag, parse_normalized
+from .base import (
+    CONFIG_TYPES,
+    INDEX_TYPES,
+    LAYER_TYPES,
+    MANIFEST_TYPES,
+    BlobRef,
+    LayerRef,
+    SourceImage,
+)
+from .containers import Container
+
+CONTAINERD_NAME = "io.containerd.image.name"
+OCI_REF_NAME = "org.opencontainers.image.ref.name"
+MAX_INDEX_DEPTH = 4
+
+
+def blob_member(digest: str) -> str:
+    return f"blobs/sha256/{hex_of(digest)}"
+
+
+def parse_object(data: bytes, what: str, source: str, member: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise TarexportError(f"{what} is not valid JSON ({exc})", source=source, member=member) from None
+    if not isinstance(value, dict):
+        raise TarexportError(f"{what} is not a JSON object", source=source, member=member)
+    return value
+
+
+def read_verified(container: Container, descriptor: dict[str, Any], what: str) -> tuple[bytes, BlobRef]:
+    """Read a metadata blob and check it against its descriptor's digest and size."""
+    digest = check_digest(descriptor.get("digest"), f"{what} digest")
+    member = blob_member(digest)
+    data = container.read_small(member)
+    actual = sha256_digest(data)
+    if actual != digest:
+        raise TarexportError(
+            f"{what} content has digest {actual}, expected {digest}", source=container.label, member=member
+        )
+    size = descriptor.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and size != len(data):
+        raise TarexportError(
+            f"{what} is {len(data)} bytes, descriptor says {size}", source=container.label, member=member
+        )
+    return data, BlobRef(container.kind, container.path, member, digest, len(data))
+
+
+def names_from_annotations(annotations: Any, repository: str) -> list[Reference]:
+    """Names of an index.json entry: containerd's full name, else the OCI ref name."""
+    if not isinstance(annotations, dict):
+        return []
+    full = annotations.get(CONTAINERD_NAME)
+    if isinstance(full, str) and full:
+        return [parse_normalized(full)]
+    ref_name = annotations.get(OCI_REF_NAME)
+    if not isinstance(ref_name, str) or not ref_name:
+        return []
+    if repository and is_valid_tag(ref_name):
+        return [parse_normalized(f"{repository}:{ref_name}")]
+    if "/" in ref_name or ":" in ref_name:
+        return [parse_normalized(ref_name)]
+    return []  # a bare tag with no repository configured names nothing
+
+
+def platform_matches(descriptor: dict[str, Any], platform: str) -> bool:
+    wanted = platform.split("/")
+    found = descriptor.get("platform")
+    if not isinstance(found, dict):
+        return False
+    have = [found.get("os", ""), found.get("architecture", "")]
+    if len(wanted) > 2:
+        have.append(found.get("variant", ""))
+    return have == wanted[: len(have)]
+
+
+def images_from_layout(container: Container, source: str, repository: str, platform: str) -> list[SourceImage]:
+    if not container.exists("oci-layout"):
+        raise TarexportError("has no oci-layout file; not an OCI image layout", source=source)
+    index = parse_object(container.read_small("index.json"), "index.json", source, "index.json")
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list):
+        raise TarexportError("index.json has no manifests list", source=source, member="index.json")
+    images: dict[str, SourceImage] = {}
+    for entry in manifests:
+        if not isinstance(entry, dict):
+            raise TarexportError("index.json entry is not an object", source=source, member="index.json")
+        names = names_from_annotations(entry.get("annotations"), repository)
+        _add_target(container, source, entry, names, platform, images, depth=0)
+    return list(images.values())
+
+
+def _add_target(
+    container: Container,
+    source: str,
+    descriptor: dict[str, Any],
+    names: list[Reference],
+    platform: str,
+    images: dict[str, SourceImage],
+    depth: int,
+) -> str:
+    """Add the image a descriptor names (through indexes); return its image ID."""
+    media_type = descriptor.get("mediaType")
+    data, ref = read_verified(container, descriptor, "manifest")
+    document = parse_object(data, "manifest", source, ref.member)
+    media_type = media_type or document.get("mediaType")
+    if media_type in INDEX_TYPES or (media_type is None and "manifests" in document):
+        if depth >= MAX_INDEX_DEPTH:
+            raise TarexportError("image indexes nest too deep", source=source, member=ref.member)
+        children = document.get("manifests")
+        if not isinstance(children, list):
+            raise TarexportError("image index has no manifests list", source=source, member=ref.member)
+        chosen = [c for c in children if isinstance(c, dict) and platform_matches(c, platform)]
+        if not chosen:
+            have = sorted(
+                {
+                    "/".join(
+                        p for p in (c["platform"].get("os"), c["platform"].get("architecture"), c["platform"].get("variant")) if p
+                    )
+                    for c in children
+                    if isinstance(c, dict) and isinstance(c.get("platform"), dict)
+                }
+            )
+            label = ", ".join(str(n) for n in names) or ref.digest
+            raise TarexportError(
+                f"index has no manifest for platform {platform} (it has: {', '.join(have) or 'none'})",
+                image=label,
+                source=source,
+            )
+        image_id = _add_target(container, source, chosen[0], names, platform, images, depth + 1)
+        images[image_id].manifest_digests.add(ref.digest)  # `repo@<index digest>` names it too
+        return image_id
+    if media_type not in MANIFEST_TYPES and media_type is not None:
+        raise TarexportError(f"unsupported manifest media type {media_type!r}", source=source, member=ref.member)
+    return _add_manifest(container, source, document, ref, names, images)
+
+
+def _add_manifest(
+    container: Container,
+    source: str,
+    manifest: dict[str, Any],
+    manifest_ref: BlobRef,
+    names: list[Reference],
+    images: dict[str, SourceImage],
+) -> str:
+    member = manifest_ref.member
+    config_descriptor = manifest.get("config")
+    if not isinstance(config_descriptor, dict):
+        raise TarexportError("manifest has no config descriptor", source=source, member=member)
+    config_type = config_descriptor.get("mediaType")
+    if config_type not in CONFIG_TYPES:
+        raise TarexportError(f"config media type {config_type!r} is not an image config", source=source, member=member)
+    config, config_ref = read_verified(container, config_descriptor, "config")
+    image_id = config_ref.digest
+    diff_ids = diff_ids_of(config, source, config_ref.member)
+    layer_descriptors = manifest.get("layers")
+    if not isinstance(layer_descriptors, list):
+        raise TarexportError("manifest has no layers list", source=source, member=member)
+    if len(layer_descriptors) != len(diff_ids):
+        raise TarexportError(
+            f"manifest lists {len(layer_descriptors)} layers but the config has {len(diff_ids)} diff_ids",
+            source=source,
+            member=member,
+        )
+    layers = []
+    for descriptor, diff_id in zip(layer_descriptors, diff_ids):
+        if not isinstance(descriptor, dict):
+            raise TarexportError("layer descriptor is not an object", source=source, member=member)
+        media_type = descriptor.get("mediaType")
+        if media_type not in LAYER_TYPES:
+            raise TarexportError(f"unsupported layer media type {media_type!r}", source=source, member=member)
+        digest = check_digest(descriptor.get("digest"), "layer digest")
+        size = descriptor.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise TarexportError(f"layer {digest} has no valid size", source=source, member=member)
+        blob = BlobRef(manifest_ref.source_kind, manifest_ref.source_path, blob_member(digest), digest, size)
+        layers.append(LayerRef(diff_id, blob))
+    image = images.get(image_id)
+    if image is None:
+        image = SourceImage(image_id, config, config_ref, layers, source)
+        images[image_id] = image
+    image.manifest_digests.add(manifest_ref.digest)
+    for name in names:
+        if name.tag and Reference(name.name, name.tag) not in image.tags:
+            image.tags.append(Reference(name.name, name.tag))
+        elif name.digest and name not in image.digest_refs:
+            image.digest_refs.append(name)
+            image.manifest_digests.add(name.digest)
+    return image_id
+
+
+def diff_ids_of(config: bytes, source: str, member: str) -> list[str]:
+    document = parse_object(config, "config", source, member)
+    rootfs = document.get("rootfs")
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
+        raise TarexportError("config has no rootfs.diff_ids list", source=source, member=member)
+    diff_ids = [check_digest(d, "diff_id") for d in rootfs["diff_ids"]]
+    if not diff_ids:
+        raise TarexportError("image has no layers; docker save cannot export it either", source=source, member=member)
+    return diff_ids
