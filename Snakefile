@@ -21,14 +21,23 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 try:
-    PIPELINE = prepare(config, os.path.join(workflow.basedir, "schemas", "config.schema.yaml"), os.getcwd())
+    PIPELINE = prepare(
+        config,
+        os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
+        os.getcwd(),
+    )
 except TarexportError as error:
     sys.exit(f"tarexport: error: {error}")
 
 BUILD = PIPELINE.build_dir
 OUTPUT = PIPELINE.settings.output
-# Jobs run the package with this interpreter, so cluster jobs need no install step.
-TAREXPORT = f"PYTHONPATH={os.path.join(workflow.basedir, 'workflow')!r} {sys.executable!r} -m tarexport"
+ENV = "../envs/tarexport.yaml"
+
+# Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
+# need no install step and the command stays out of the rules' params.
+_JOB_COMMAND = f"PYTHONPATH={os.path.join(workflow.basedir, 'workflow')!r} {sys.executable!r} -m tarexport"
+# Braces doubled: Snakemake formats the prefix like a shell command.
+shell.prefix(f'set -euo pipefail; tarexport() {{{{ {_JOB_COMMAND} "$@"; }}}}; ')
 
 
 include: "workflow/rules/layers.smk"

@@ -4,13 +4,19 @@
 rule export:
     default_target: True
     input:
-        PIPELINE.archive_inputs(),
+        manifest=f"{BUILD}/docker/manifest.json",
+        files=PIPELINE.archive_inputs(),
     output:
         OUTPUT,
-    params:
-        build_dir=BUILD,
     log:
         f"{BUILD}/logs/export.log",
     localrule: True
+    conda:
+        ENV
+    params:
+        # The build directory, derived from an input so that it holds wherever inputs are staged.
+        build_dir=lambda wildcards, input: os.path.dirname(
+            os.path.dirname(input.manifest)
+        ),
     shell:
-        "{TAREXPORT} assemble --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport assemble --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"

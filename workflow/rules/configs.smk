@@ -6,12 +6,14 @@ rule image_config:
         lambda wc: ancient(PIPELINE.config_source_file(wc.image)),
     output:
         f"{BUILD}/configs/{{image}}.json",
-    params:
-        recipe=lambda wc: PIPELINE.config_recipe(wc.image),
     log:
         f"{BUILD}/logs/configs/{{image}}.log",
     wildcard_constraints:
         image="[0-9a-f]{64}",
     localrule: True
+    conda:
+        ENV
+    params:
+        recipe=lambda wc: PIPELINE.config_recipe(wc.image),
     shell:
-        "{TAREXPORT} config --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport config --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -7,25 +7,31 @@ rule v1_layer_dir:
     output:
         json=f"{BUILD}/docker/{{v1}}/json",
         version=f"{BUILD}/docker/{{v1}}/VERSION",
-    params:
-        index=lambda wc: PIPELINE.v1_index(wc.v1),
     log:
         f"{BUILD}/logs/docker/{{v1}}.log",
     wildcard_constraints:
         v1="[0-9a-f]{64}",
     localrule: True
+    conda:
+        ENV
+    params:
+        index=lambda wc: PIPELINE.v1_index(wc.v1),
     shell:
-        "{TAREXPORT} v1-dir --config {input.config:q} --index {params.index} --v1-id {wildcards.v1}"
+        "tarexport v1-dir --config {input.config:q} --index {params.index} --v1-id {wildcards.v1}"
         " --json {output.json:q} --version {output.version:q} 2> >(tee {log:q} >&2)"
 
 
 rule manifest_json:
     output:
         f"{BUILD}/docker/manifest.json",
+    log:
+        f"{BUILD}/logs/docker/manifest.log",
+    localrule: True
+    conda:
+        ENV
     params:
         # The content itself is the recipe: a changed image list re-runs this job only.
         content=PIPELINE.plan.manifest,
-    localrule: True
     run:
         from tarexport.fileio import write_atomically
 
@@ -35,9 +41,13 @@ rule manifest_json:
 rule repositories:
     output:
         f"{BUILD}/docker/repositories",
+    log:
+        f"{BUILD}/logs/docker/repositories.log",
+    localrule: True
+    conda:
+        ENV
     params:
         content=PIPELINE.plan.repositories or b"",
-    localrule: True
     run:
         from tarexport.fileio import write_atomically
 

@@ -8,11 +8,13 @@ rule layer_tar:
         lambda wc: ancient(PIPELINE.layer_source_file(wc.diff)),
     output:
         f"{BUILD}/layers/{{diff}}.tar",
-    params:
-        recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
     log:
         f"{BUILD}/logs/layers/{{diff}}.log",
     wildcard_constraints:
         diff="[0-9a-f]{64}",
+    conda:
+        ENV
+    params:
+        recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
     shell:
-        "{TAREXPORT} layer --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport layer --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import TarexportError
 
@@ -108,9 +109,7 @@ class GoTime:
 
     def format(self) -> str:
         """Go's RFC3339Nano: trailing zeros of the fraction trimmed, Z for offset 0."""
-        text = (
-            f"{self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:{self.second:02d}"
-        )
+        text = f"{self.year:04d}-{self.month:02d}-{self.day:02d}T{self.hour:02d}:{self.minute:02d}:{self.second:02d}"
         if self.nanosecond:
             text += "." + f"{self.nanosecond:09d}".rstrip("0")
         if self.offset_minutes == 0:
@@ -132,6 +131,7 @@ UNIX_EPOCH = GoTime(1970, 1, 1)
 
 
 # ---------------------------------------------------------------- structs
+
 
 @dataclass(frozen=True)
 class Field:

@@ -41,7 +41,9 @@ class Pipeline:
     def layer_recipe(self, diff_hex: str) -> str:
         layer = self.plan.layers["sha256:" + diff_hex]
         label = _label_of(self.settings, layer.blob)
-        return recipe_json({"v": RECIPE_VERSION, "blob": layer.blob.to_json(), "diff_id": layer.diff_id, "label": label})
+        return recipe_json(
+            {"v": RECIPE_VERSION, "blob": layer.blob.to_json(), "diff_id": layer.diff_id, "label": label}
+        )
 
     # -------- configs
     def config_ids(self) -> list[str]:

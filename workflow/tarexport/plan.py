@@ -143,7 +143,7 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
     layers: dict[str, LayerRef] = {}
     v1_dirs: dict[str, tuple[PlannedImage, int]] = {}
     for entry in planned:
-        for index, (layer, v1) in enumerate(zip(entry.image.layers, entry.v1)):
+        for index, (layer, v1) in enumerate(zip(entry.image.layers, entry.v1, strict=True)):
             layers.setdefault(layer.diff_id, layer)
             v1_dirs.setdefault(v1.v1_id, (entry, index))
     entries = [

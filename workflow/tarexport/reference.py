@@ -49,9 +49,7 @@ class Reference:
         return path
 
     def familiar(self) -> str:
-        return (
-            self.familiar_name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
-        )
+        return self.familiar_name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
     def with_tag(self, tag: str) -> Reference:
         return Reference(self.name, tag, "")

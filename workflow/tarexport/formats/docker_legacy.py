@@ -140,7 +140,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
             config_bytes = handle.read()
         created = max(decode_v1_image(config_bytes, config_path).values["created"].unix_seconds(), 0)
         out.append(Entry(entry.config_hex + ".json", "file", created, path=config_path))
-        for v1_id, diff_id in zip(entry.layer_v1_ids, config_diff_ids(config_bytes)):
+        for v1_id, diff_id in zip(entry.layer_v1_ids, config_diff_ids(config_bytes), strict=True):
             if v1_id in written_dirs:
                 continue
             written_dirs.add(v1_id)

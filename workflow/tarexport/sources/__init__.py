@@ -12,7 +12,7 @@ from .containers import Container, DirectoryContainer, TarContainer
 from .docker_archive import images_from_manifest
 from .oci_layout import images_from_layout
 
-__all__ = ["SourceSpec", "load_images", "open_container", "SourceImage", "BlobRef"]
+__all__ = ["BlobRef", "SourceImage", "SourceSpec", "load_images", "open_container"]
 
 
 @dataclass(frozen=True)
@@ -64,5 +64,7 @@ def load_images(spec: SourceSpec, platform: str) -> list[SourceImage]:
             else:
                 known.tags.extend(t for t in image.tags if t not in known.tags)
     elif not images:
-        raise TarexportError("has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path)
+        raise TarexportError(
+            "has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path
+        )
     return images

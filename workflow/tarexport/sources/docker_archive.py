@@ -18,7 +18,9 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
     try:
         manifest = json.loads(container.read_small("manifest.json"))
     except (ValueError, RecursionError) as exc:
-        raise TarexportError(f"manifest.json is not valid JSON ({exc})", source=source, member="manifest.json") from None
+        raise TarexportError(
+            f"manifest.json is not valid JSON ({exc})", source=source, member="manifest.json"
+        ) from None
     if not isinstance(manifest, list):
         raise TarexportError("manifest.json is not a list", source=source, member="manifest.json")
     images: dict[str, SourceImage] = {}
@@ -42,7 +44,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
                 member="manifest.json",
             )
         layers = []
-        for member, diff_id in zip(layer_members, diff_ids):
+        for member, diff_id in zip(layer_members, diff_ids, strict=True):
             member = clean_member(member, source)
             # Docker 25+ names layers by blob digest; the legacy layout records none.
             digest = "sha256:" + member[len(BLOB_PREFIX) :] if member.startswith(BLOB_PREFIX) else ""
@@ -57,7 +59,9 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
                 raise TarexportError("RepoTags holds a non-string", source=source, member="manifest.json")
             ref = parse_normalized(tag_text)
             if not ref.tag or ref.digest:
-                raise TarexportError(f"RepoTags entry {tag_text!r} is not name:tag", source=source, member="manifest.json")
+                raise TarexportError(
+                    f"RepoTags entry {tag_text!r} is not name:tag", source=source, member="manifest.json"
+                )
             if ref not in image.tags:
                 image.tags.append(ref)
     return list(images.values())

@@ -125,7 +125,13 @@ def _add_target(
             have = sorted(
                 {
                     "/".join(
-                        p for p in (c["platform"].get("os"), c["platform"].get("architecture"), c["platform"].get("variant")) if p
+                        p
+                        for p in (
+                            c["platform"].get("os"),
+                            c["platform"].get("architecture"),
+                            c["platform"].get("variant"),
+                        )
+                        if p
                     )
                     for c in children
                     if isinstance(c, dict) and isinstance(c.get("platform"), dict)
@@ -173,7 +179,7 @@ def _add_manifest(
             member=member,
         )
     layers = []
-    for descriptor, diff_id in zip(layer_descriptors, diff_ids):
+    for descriptor, diff_id in zip(layer_descriptors, diff_ids, strict=True):
         if not isinstance(descriptor, dict):
             raise TarexportError("layer descriptor is not an object", source=source, member=member)
         media_type = descriptor.get("mediaType")

@@ -1,0 +1,147 @@
+"""Real container engines started by the tests: Docker 20.10 (the oracle) and podman."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+DOCKER = "/usr/bin/docker"  # Debian's 20.10 client; another docker on PATH may be newer
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+
+
+def require(tool: str) -> None:
+    """Missing engines fail the run in CI and skip elsewhere."""
+    import pytest
+
+    if shutil.which(tool) or os.path.exists(tool):
+        return
+    if os.environ.get("CI") or os.environ.get("TAREXPORT_REQUIRE_ENGINES"):
+        pytest.fail(f"{tool} is required in CI but not installed")
+    pytest.skip(f"{tool} not installed")
+
+
+class DockerEngine:
+    """A private dockerd with its own data root, exec root and socket."""
+
+    def __init__(self) -> None:
+        # Short paths: containerd's socket lives under the exec root (108-byte limit).
+        self.base = tempfile.mkdtemp(prefix="txd", dir="/tmp")
+        self.socket = os.path.join(self.base, "sock")
+        self.log = open(os.path.join(self.base, "dockerd.log"), "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                DOCKERD,
+                "--data-root",
+                os.path.join(self.base, "data"),
+                "--exec-root",
+                os.path.join(self.base, "exec"),
+                "--pidfile",
+                os.path.join(self.base, "pid"),
+                "-H",
+                f"unix://{self.socket}",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {self._log_tail()}")
+            probe = subprocess.run([DOCKER, "-H", f"unix://{self.socket}", "version"], capture_output=True)
+            if probe.returncode == 0:
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"dockerd did not start: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        with open(os.path.join(self.base, "dockerd.log"), "rb") as handle:
+            return handle.read()[-2000:].decode(errors="replace")
+
+    def docker(self, *args: str, cwd: str | None = None) -> str:
+        env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+        result = subprocess.run(
+            [DOCKER, "-H", f"unix://{self.socket}", *args], capture_output=True, text=True, cwd=cwd, env=env
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def build(self, context: str, dockerfile: str, *tags: str) -> str:
+        path = os.path.join(context, "Dockerfile")
+        with open(path, "w") as handle:
+            handle.write(dockerfile)
+        args = ["build", "-q", "-f", path]
+        for tag in tags:
+            args += ["-t", tag]
+        return self.docker(*args, context, cwd=context).strip()
+
+    def images(self) -> dict[str, set[str]]:
+        """Image ID -> familiar tags."""
+        out: dict[str, set[str]] = {}
+        listing = self.docker("images", "--no-trunc", "--format", "{{json .}}")
+        for line in listing.splitlines():
+            row = json.loads(line)
+            tags = out.setdefault(row["ID"], set())
+            if row["Repository"] != "<none>" and row["Tag"] != "<none>":
+                tags.add(f"{row['Repository']}:{row['Tag']}")
+        return out
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        subprocess.run(["umount", "-R", os.path.join(self.base, "exec")], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Podman:
+    """podman with private storage (vfs), as a user's `podman load` would run."""
+
+    def __init__(self) -> None:
+        self.base = tempfile.mkdtemp(prefix="txp", dir="/tmp")
+
+    def podman(self, *args: str) -> str:
+        command = [
+            "podman",
+            "--root",
+            os.path.join(self.base, "root"),
+            "--runroot",
+            os.path.join(self.base, "run"),
+            "--storage-driver",
+            "vfs",
+            "--events-backend",
+            "file",
+            "--cgroup-manager",
+            "cgroupfs",
+            *args,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def images(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for row in json.loads(self.podman("images", "--format", "json") or "[]"):
+            out.setdefault("sha256:" + row["Id"], set()).update(row.get("Names") or [])
+        return out
+
+    def stop(self) -> None:
+        subprocess.run(["umount", "-R", self.base], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
