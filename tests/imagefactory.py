@@ -115,7 +115,9 @@ def manifest_for(root: str, entry: LayoutEntry) -> tuple[bytes, dict[str, object
     layer_descriptors = []
     for layer in entry.image.layers:
         blob = compress(layer, entry.compression)
-        layer_descriptors.append({"mediaType": types[entry.compression], "digest": _write_blob(root, blob), "size": len(blob)})
+        layer_descriptors.append(
+            {"mediaType": types[entry.compression], "digest": _write_blob(root, blob), "size": len(blob)}
+        )
     manifest = {
         "schemaVersion": 2,
         "mediaType": types["manifest"],
@@ -142,7 +144,9 @@ def write_oci_layout(root: str, entries: list[LayoutEntry]) -> str:
             if entry.name_style in ("both", "containerd") and ("/" in name or ":" in name):
                 annotations["io.containerd.image.name"] = name
             if entry.name_style in ("both", "ref"):
-                annotations["org.opencontainers.image.ref.name"] = name.rsplit(":", 1)[-1] if entry.name_style == "both" else name
+                annotations["org.opencontainers.image.ref.name"] = (
+                    name.rsplit(":", 1)[-1] if entry.name_style == "both" else name
+                )
             index_entries.append({**descriptor, "annotations": annotations})
     with open(os.path.join(root, "index.json"), "w") as handle:
         json.dump({"schemaVersion": 2, "mediaType": OCI_TYPES["index"], "manifests": index_entries}, handle)

@@ -69,7 +69,7 @@ def oracle(tmp_path_factory: pytest.TempPathFactory):
             "solo": engine.build(context, "FROM scratch\nCOPY c.txt /c.txt\nLABEL solo=1\n", "solo:1"),
             # one diff repeated within one image: the builder cannot make one, `docker load` can
             "rep": load_image(engine, root, make_image([{"a": b"A"}, {"b": b"B"}, {"a": b"A"}]), "rep:1"),
-            "untagged": engine.build(context, "FROM scratch\nCOPY b.txt /x/b.txt\nCMD [\"x\"]\n"),
+            "untagged": engine.build(context, 'FROM scratch\nCOPY b.txt /x/b.txt\nCMD ["x"]\n'),
         }
         engine.docker("tag", "base:1", "base:latest")
         yield Oracle(engine, root, ids)
@@ -116,7 +116,7 @@ def assert_same_as_docker(ours: str, docker: str) -> None:
     assert our_files == docker_files
     symlinked_dirs = {n.split("/")[0] for n, e in docker_entries.items() if e[0] == "sym"}
     symlinked_dirs |= {n.split("/")[0] for n, e in our_entries.items() if e[0] == "sym"}
-    for name, (kind, mtime, _) in docker_entries.items():
+    for name, (_kind, mtime, _) in docker_entries.items():
         if name.split("/")[0] in symlinked_dirs:
             continue  # Docker leaves the save time on these (moby #42766)
         assert our_entries[name][1] == mtime, f"mtime of {name}"

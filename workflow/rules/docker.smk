@@ -3,10 +3,12 @@
 
 rule v1_layer_dir:
     input:
-        config=lambda wc: PIPELINE.v1_config_file(wc.v1),
+        lambda wc: PIPELINE.v1_inputs(wc.v1),
     output:
         json=f"{BUILD}/docker/{{v1}}/json",
         version=f"{BUILD}/docker/{{v1}}/VERSION",
+    params:
+        recipe=lambda wc: PIPELINE.v1_recipe(wc.v1),
     log:
         f"{BUILD}/logs/docker/{{v1}}.log",
     wildcard_constraints:
@@ -14,10 +16,8 @@ rule v1_layer_dir:
     localrule: True
     conda:
         ENV
-    params:
-        index=lambda wc: PIPELINE.v1_index(wc.v1),
     shell:
-        "tarexport v1-dir --config {input.config:q} --index {params.index} --v1-id {wildcards.v1}"
+        "tarexport v1-dir --recipe {params.recipe:q}"
         " --json {output.json:q} --version {output.version:q} 2> >(tee {log:q} >&2)"
 
 

@@ -30,7 +30,7 @@ def _config(args: argparse.Namespace) -> None:
 def _v1_dir(args: argparse.Namespace) -> None:
     from .jobs import write_v1_dir
 
-    write_v1_dir(args.config, args.index, args.v1_id, args.json, args.version)
+    write_v1_dir(json.loads(args.recipe), args.json, args.version)
 
 
 def _assemble(args: argparse.Namespace) -> None:
@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     config.add_argument("--output", required=True)
     config.set_defaults(run=_config)
     v1_dir = commands.add_parser("v1-dir", help="write a v1 layer directory's json and VERSION")
-    v1_dir.add_argument("--config", required=True)
-    v1_dir.add_argument("--index", type=int, required=True)
-    v1_dir.add_argument("--v1-id", required=True)
+    v1_dir.add_argument("--recipe", required=True)
     v1_dir.add_argument("--json", required=True)
     v1_dir.add_argument("--version", required=True)
     v1_dir.set_defaults(run=_v1_dir)

@@ -28,12 +28,16 @@ def copy_config(recipe: dict[str, Any], output: str) -> None:
     write_atomically(output, data)
 
 
-def write_v1_dir(config_path: str, index: int, expected_v1_id: str, json_path: str, version_path: str) -> None:
-    with open(config_path, "rb") as handle:
-        config = handle.read()
-    layer = v1_layers(decode_v1_image(config, config_path), config_diff_ids(config))[index]
-    if layer.v1_id != expected_v1_id:
-        raise TarexportError(f"v1 ID {layer.v1_id} of layer {index} differs from the plan's {expected_v1_id}")
+def write_v1_dir(recipe: dict[str, Any], json_path: str, version_path: str) -> None:
+    """A v1 directory's json and VERSION: the top one from the config, lower ones from the chain."""
+    if "config" in recipe:
+        with open(recipe["config"], "rb") as handle:
+            config = handle.read()
+        layer = v1_layers(decode_v1_image(config, recipe["config"]), config_diff_ids(config))[-1]
+    else:
+        layer = v1_layers(None, recipe["diff_ids"], recipe["os"])[-1]
+    if layer.v1_id != recipe["v1_id"]:
+        raise TarexportError(f"v1 ID {layer.v1_id} differs from the plan's {recipe['v1_id']}; run the workflow again")
     write_atomically(json_path, layer.json_bytes)
     write_atomically(version_path, VERSION_BYTES)
 

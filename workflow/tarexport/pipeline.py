@@ -66,12 +66,26 @@ class Pipeline:
     def v1_ids(self) -> list[str]:
         return list(self.plan.v1_dirs)
 
-    def v1_config_file(self, v1_id: str) -> str:
-        planned, _ = self.plan.v1_dirs[v1_id]
-        return buildpaths.config(self.build_dir, hex_of(planned.image.image_id))
+    def _v1_is_top(self, v1_id: str) -> bool:
+        planned, index = self.plan.v1_dirs[v1_id]
+        return index == len(planned.diff_ids) - 1
 
-    def v1_index(self, v1_id: str) -> int:
-        return self.plan.v1_dirs[v1_id][1]
+    def v1_inputs(self, v1_id: str) -> list[str]:
+        """A top layer's json comes from the image config; a lower one's from its chain alone."""
+        if not self._v1_is_top(v1_id):
+            return []
+        planned, _ = self.plan.v1_dirs[v1_id]
+        return [buildpaths.config(self.build_dir, hex_of(planned.image.image_id))]
+
+    def v1_recipe(self, v1_id: str) -> str:
+        planned, index = self.plan.v1_dirs[v1_id]
+        recipe: dict[str, Any] = {"v": RECIPE_VERSION, "v1_id": v1_id}
+        if self._v1_is_top(v1_id):
+            recipe["config"] = self.v1_inputs(v1_id)[0]
+        else:
+            recipe["diff_ids"] = planned.diff_ids[: index + 1]
+            recipe["os"] = planned.os
+        return recipe_json(recipe)
 
     # -------- the archive's inputs
     def archive_inputs(self) -> list[str]:

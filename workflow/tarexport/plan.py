@@ -66,7 +66,7 @@ class PlannedImage:
     tags: list[Reference]
     diff_ids: list[str]
     v1: list[V1Layer]
-    created_unix: int  # mtime for its files, from the config's `created`
+    os: str  # the config's `os`, which Docker writes into every v1 json
 
 
 @dataclass
@@ -137,9 +137,7 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
         what = f"config of {tags[0].familiar() if tags else image_id}"
         config = decode_v1_image(image.config, what)
         diff_ids = [layer.diff_id for layer in image.layers]
-        created = config.values["created"].unix_seconds()
-        # Docker's Chtimes clamps times before the epoch to the epoch.
-        planned.append(PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), max(created, 0)))
+        planned.append(PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), config.values["os"]))
     layers: dict[str, LayerRef] = {}
     v1_dirs: dict[str, tuple[PlannedImage, int]] = {}
     for entry in planned:

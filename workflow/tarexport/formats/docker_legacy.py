@@ -44,16 +44,21 @@ def create_v1_id(image: V1Image, chain_id: str, parent_v1_id: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def v1_layers(config: V1Image, diff_ids: list[str]) -> list[V1Layer]:
-    """Every v1 directory of an image, bottom to top, as Docker 20.10 writes them."""
+def v1_layers(config: V1Image | None, diff_ids: list[str], os_name: str = "") -> list[V1Layer]:
+    """Every v1 directory of an image, bottom to top, as Docker 20.10 writes them.
+
+    Without a config, every layer is a lower one: enough for the directories below the top.
+    """
     layers: list[V1Layer] = []
     parent = ""
     chains = chain_ids(diff_ids)
+    if config is not None:
+        os_name = config.values["os"]
     for index, chain_id in enumerate(chains):
-        image = config if index == len(chains) - 1 else _lower_v1_image()
+        image = config if config is not None and index == len(chains) - 1 else _lower_v1_image()
         v1_id = create_v1_id(image, chain_id, parent)
         # Docker sets `os` after computing the ID, so lower layers carry it unhashed.
-        overrides: dict[str, Any] = {"id": v1_id, "os": config.values["os"]}
+        overrides: dict[str, Any] = {"id": v1_id, "os": os_name}
         if parent:
             overrides["parent"] = parent
         layers.append(V1Layer(v1_id, image.encode(overrides).encode()))

@@ -1,0 +1,279 @@
+"""The Snakemake workflow itself: jobs, reproducibility, reuse across runs, scale-out, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.imagefactory import (
+    Image,
+    LayoutEntry,
+    make_config,
+    make_image,
+    make_layer,
+    sha,
+    write_docker_archive,
+    write_oci_layout,
+)
+from tests.workflowrun import ROOT, export, sha256_file, snakemake, write_config
+
+BASE = make_image([{"etc/os": b"base\n"}, {"usr/lib/x": b"x" * 5000}], created="2024-01-01T00:00:00Z")
+APP = Image(
+    [*BASE.layers, make_layer({"app/bin": b"app-1\n"})],
+    b"",
+)
+APP.config = make_config(APP.layers, created="2024-02-02T02:02:02.5+02:00", config={"Labels": {"a<b": "&"}})
+TOOL = make_image([{"tool": b"tool\n"}, {"usr/lib/x": b"x" * 5000}])
+
+
+def layout(root: str, extra: list[LayoutEntry] | None = None) -> str:
+    entries = [
+        LayoutEntry(BASE, ["example.com/base:1.0", "example.com/base:latest"]),
+        LayoutEntry(APP, ["example.com/app:1.0"], compression="zstd", family="docker"),
+        LayoutEntry(TOOL, ["tool:2"], compression="none"),
+        *(extra or []),
+    ]
+    return write_oci_layout(root, entries)
+
+
+IMAGES = ["example.com/base", "example.com/app:1.0", "tool:2"]
+
+
+@pytest.fixture
+def sources(tmp_path) -> str:
+    return layout(str(tmp_path / "src" / "layout"))
+
+
+def archive(work: str) -> str:
+    return os.path.join(work, "results", "images.tar")
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints for a (dry) run."""
+    table = output.split("Job stats:", 1)[1]
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)
+        if m.group(1) != "total"
+    }
+
+
+def test_dry_run_lists_every_tracked_output(sources: str, tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    run = snakemake(work, "-n", configfile=write_config(work, sources=[sources], images=IMAGES))
+    assert run.returncode == 0, run.output
+    # 4 distinct diffs (usr/lib/x is in all three images), 3 configs, and 6 v1 dirs:
+    # base's lower dir is app's lowest too; every other (chain, top or not) pair is new
+    assert job_stats(run.output) == {
+        "export": 1,
+        "image_config": 3,
+        "layer_tar": 4,
+        "manifest_json": 1,
+        "repositories": 1,
+        "v1_layer_dir": 6,
+    }
+    assert not os.path.exists(archive(work))
+
+
+def test_byte_reproducible_across_directories_cores_umask_and_mtimes(sources: str, tmp_path) -> None:
+    first = str(tmp_path / "one")
+    second = str(tmp_path / "two")
+    os.makedirs(first)
+    os.makedirs(second)
+    export(first, "--cores", "1", sources=[sources], images=IMAGES)
+    # the same content, newer mtimes, another directory
+    copy = str(tmp_path / "copy")
+    shutil.copytree(sources, copy, copy_function=shutil.copyfile)
+    old_umask = os.umask(0o077)
+    try:
+        export(second, "--cores", "2", sources=[copy], images=IMAGES, build_dir="other-build")
+    finally:
+        os.umask(old_umask)
+    assert sha256_file(archive(first)) == sha256_file(archive(second))
+    assert stat.S_IMODE(os.stat(archive(second)).st_mode) == 0o644
+    with tarfile.open(archive(first)) as result:
+        names = result.getnames()
+    assert names == sorted(names, key=lambda n: n.split("/"))
+
+
+def test_reuse_across_runs(tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    src = layout(str(tmp_path / "src"))
+    first = export(work, sources=[src], images=IMAGES)
+    assert first.jobs["layer_tar"] == 4
+    digest = sha256_file(archive(work))
+
+    again = export(work, sources=[src], images=IMAGES)
+    assert again.nothing_to_do and not again.jobs
+
+    # same content rewritten: new mtimes on every source file
+    shutil.rmtree(src)
+    layout(src)
+    rewritten = export(work, sources=[src], images=IMAGES)
+    assert rewritten.jobs["layer_tar"] == 0 and rewritten.jobs["image_config"] == 0, rewritten.jobs
+    assert sha256_file(archive(work)) == digest
+
+    # one more image: only its new layer, its config and v1 dirs, the index files and the archive
+    extra = make_image([{"etc/os": b"base\n"}, {"extra": b"new\n"}])
+    shutil.rmtree(src)
+    layout(src, [LayoutEntry(extra, ["extra:1"])])
+    added = export(work, sources=[src], images=[*IMAGES, "extra:1"])
+    assert added.jobs == {
+        "layer_tar": 1,
+        "image_config": 1,
+        "v1_layer_dir": 1,  # its lower layer's v1 dir equals base's
+        "manifest_json": 1,
+        "repositories": 1,
+        "export": 1,
+    }
+
+
+def test_changed_image_reexports_only_its_parts(tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    src = layout(str(tmp_path / "src"))
+    export(work, sources=[src], images=IMAGES)
+    new_layers = [*BASE.layers, make_layer({"app/bin": b"app-2\n"})]
+    new_app = Image(new_layers, make_config(new_layers))
+    shutil.rmtree(src)
+    write_oci_layout(
+        src,
+        [
+            LayoutEntry(BASE, ["example.com/base:1.0", "example.com/base:latest"]),
+            LayoutEntry(new_app, ["example.com/app:1.0"]),
+            LayoutEntry(TOOL, ["tool:2"], compression="none"),
+        ],
+    )
+    changed = export(work, sources=[src], images=IMAGES)
+    assert changed.jobs == {
+        "layer_tar": 1,
+        "image_config": 1,
+        "v1_layer_dir": 1,
+        "manifest_json": 1,
+        "repositories": 1,
+        "export": 1,
+    }
+
+
+def test_cluster_generic_executor_gives_the_same_bytes(sources: str, tmp_path) -> None:
+    local = str(tmp_path / "local")
+    cluster = str(tmp_path / "cluster")
+    os.makedirs(local)
+    os.makedirs(cluster)
+    export(local, sources=[sources], images=IMAGES)
+    submit = os.path.join(cluster, "submit.sh")
+    with open(submit, "w") as handle:
+        # each job a separate process, as a batch system would start it
+        handle.write('#!/bin/bash\nsetsid bash "$1" > "$1.out" 2>&1 < /dev/null &\necho $!\n')
+    os.chmod(submit, 0o755)
+    run = export(
+        cluster,
+        "--executor",
+        "cluster-generic",
+        "--cluster-generic-submit-cmd",
+        submit,
+        "--jobs",
+        "4",
+        "--latency-wait",
+        "30",
+        sources=[sources],
+        images=IMAGES,
+    )
+    assert run.jobs["layer_tar"] == 4
+    assert sha256_file(archive(cluster)) == sha256_file(archive(local))
+
+
+def test_runs_from_any_directory_with_relative_paths(tmp_path) -> None:
+    work = tmp_path / "work"
+    layout(str(work / "in" / "layout"))
+    config = write_config(str(work), sources=["in/layout"], images=["tool:2"], output="out/x.tar", build_dir="b")
+    result = subprocess.run(
+        ["snakemake", "-s", os.path.join(ROOT, "Snakefile"), "-d", str(work), "export", "--configfile", config],
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert os.path.isfile(work / "out" / "x.tar")
+    assert os.path.isdir(work / "b" / "layers")
+
+
+def test_from_docker_archive_and_layout_together(tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    src = layout(str(tmp_path / "src"))
+    legacy = write_docker_archive(str(tmp_path / "legacy.tar"), [(make_image([{"z": b"z"}]), ["zed:1"])])
+    export(work, sources=[src, legacy], images=["zed:1", "tool:2"])
+    with tarfile.open(archive(work)) as result:
+        manifest = json.load(result.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert [m["RepoTags"] for m in manifest] == [["zed:1"], ["tool:2"]]
+
+
+def one_line_error(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("tarexport: error:")]
+    assert lines, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"images": ["tool:2"], "formta": "docker"}, "config key (top level): unknown key ('formta' was unexpected)"),
+        ({"images": ["tool:2"], "format": "tgz"}, "config key format: 'tgz' is not one of ['docker']"),
+        ({"images": [3]}, "config key images[0]: 3 is not of type 'string'"),
+        ({"images": []}, "config key images: [] should be non-empty"),
+        ({"images": ["nothere:1"]}, "no such image: nothere:1 (not found in any source)"),
+        ({"images": ["UPPER:1"]}, "invalid reference 'UPPER:1': repository name must be lowercase"),
+        ({"images": ["tool:2"], "sources": ["missing-dir"]}, "source missing-dir: does not exist"),
+    ],
+)
+def test_user_mistakes_give_one_line(sources: str, tmp_path, config: dict, expected: str) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    run = snakemake(work, configfile=write_config(work, **{"sources": [sources], **config}))
+    assert run.returncode != 0
+    assert one_line_error(run.output) == f"tarexport: error: {expected}"
+    assert not os.path.exists(archive(work))
+
+
+def test_tag_in_two_sources_with_different_images_is_an_error(sources: str, tmp_path) -> None:
+    work = str(tmp_path / "work")
+    other = write_oci_layout(str(tmp_path / "other"), [LayoutEntry(make_image([{"q": b"q"}]), ["tool:2"])])
+    os.makedirs(work)
+    run = snakemake(work, configfile=write_config(work, sources=[sources, other], images=["tool:2"]))
+    assert run.returncode != 0
+    assert "tag tool:2 names" in one_line_error(run.output)
+
+
+def test_corrupt_layer_fails_without_archive_then_recovers(tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    src = layout(str(tmp_path / "src"))
+    blob_dir = os.path.join(src, "blobs", "sha256")
+    tool_layer = TOOL.layers[0]  # stored uncompressed
+    victim = os.path.join(blob_dir, sha(tool_layer).split(":")[1])
+    with open(victim, "rb") as handle:
+        original = handle.read()
+    with open(victim, "wb") as handle:
+        handle.write(original[:-1] + b"\x01")
+    run = snakemake(work, configfile=write_config(work, sources=[src], images=["tool:2"]))
+    assert run.returncode != 0
+    line = one_line_error(run.output)
+    assert "layer blob has digest sha256:" in line and f"expected {sha(tool_layer)}" in line
+    assert "blobs/sha256/" in line and str(os.path.basename(src)) in line
+    assert not os.path.exists(archive(work))
+    assert not os.path.exists(os.path.join(work, "build", "layers", sha(tool_layer).split(":")[1] + ".tar"))
+    with open(victim, "wb") as handle:
+        handle.write(original)
+    export(work, sources=[src], images=["tool:2"])
+    assert os.path.isfile(archive(work))
