@@ -7,8 +7,6 @@ rule v1_layer_dir:
     output:
         json=f"{BUILD}/docker/{{v1}}/json",
         version=f"{BUILD}/docker/{{v1}}/VERSION",
-    params:
-        recipe=lambda wc: PIPELINE.v1_recipe(wc.v1),
     log:
         f"{BUILD}/logs/docker/{{v1}}.log",
     wildcard_constraints:
@@ -16,6 +14,8 @@ rule v1_layer_dir:
     localrule: True
     conda:
         ENV
+    params:
+        recipe=lambda wc: PIPELINE.v1_recipe(wc.v1),
     shell:
         "tarexport v1-dir --recipe {params.recipe:q}"
         " --json {output.json:q} --version {output.version:q} 2> >(tee {log:q} >&2)"

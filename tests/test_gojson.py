@@ -1,0 +1,160 @@
+"""Go encoding/json compatibility of the v1 JSON, and Docker's v1 and chain IDs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tarexport.digests import chain_ids
+from tarexport.errors import TarexportError
+from tarexport.formats.docker_legacy import create_v1_id, v1_layers
+from tarexport.gojson import GoTime, decode_v1_image, encode_string, encode_value
+
+
+@pytest.mark.parametrize(
+    ("text", "go"),
+    [
+        ("plain", '"plain"'),
+        ("<a href='x'>&", "\"\\u003ca href='x'\\u003e\\u0026\""),
+        ('quote " backslash \\', '"quote \\" backslash \\\\"'),
+        ("\n\r\t", '"\\n\\r\\t"'),
+        ("\x00\x01\x08\x0c\x1f", '"\\u0000\\u0001\\u0008\\u000c\\u001f"'),  # Go 1.19: no \b or \f
+        ("\x7f é ✓ 🐳", '"\x7f é ✓ 🐳"'),  # raw UTF-8, DEL unescaped
+        ("\u2028\u2029", '"\\u2028\\u2029"'),
+        ("\ud800", '"\ufffd"'),  # a lone surrogate becomes U+FFFD
+    ],
+)
+def test_string_escaping_follows_go(text: str, go: str) -> None:
+    assert encode_string(text) == go
+
+
+def test_maps_sort_keys_and_nil_is_null() -> None:
+    assert encode_value({"b": "1", "a": None, "é": [], "A": {}}) == '{"A":{},"a":null,"b":"1","é":[]}'
+
+
+@pytest.mark.parametrize(
+    ("parsed", "formatted"),
+    [
+        ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"),
+        ("2024-01-02T03:04:05.120000000Z", "2024-01-02T03:04:05.12Z"),
+        ("2024-01-02T03:04:05.123456789123Z", "2024-01-02T03:04:05.123456789Z"),
+        ("2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05Z"),
+        ("2024-01-02T03:04:05.5+02:00", "2024-01-02T03:04:05.5+02:00"),
+        ("2024-01-02T03:04:05-07:30", "2024-01-02T03:04:05-07:30"),
+    ],
+)
+def test_time_round_trip_as_go(parsed: str, formatted: str) -> None:
+    assert GoTime.parse(parsed).format() == formatted
+
+
+def test_time_unix_seconds_uses_the_offset() -> None:
+    assert GoTime.parse("1970-01-01T02:00:01+02:00").unix_seconds() == 1
+    assert GoTime.parse("2024-01-02T03:04:05.9Z").unix_seconds() == 1704164645
+
+
+LOWER_SAMPLE = (
+    '{"id":"%s","created":"1970-01-01T00:00:00Z","container_config":{"Hostname":"","Domainname":"","User":"",'
+    '"AttachStdin":false,"AttachStdout":false,"AttachStderr":false,"Tty":false,"OpenStdin":false,'
+    '"StdinOnce":false,"Env":null,"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,'
+    '"OnBuild":null,"Labels":null},"os":"linux"}'
+)
+
+
+def test_lower_layer_json_has_docker_shape() -> None:
+    diff = "sha256:" + "1" * 64
+    (layer,) = v1_layers(None, [diff], "linux")
+    assert layer.json_bytes.decode() == LOWER_SAMPLE % layer.v1_id
+
+
+def test_chain_ids() -> None:
+    a, b, c = ("sha256:" + x * 64 for x in "abc")
+    chains = chain_ids([a, b, c])
+    ab = "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+    assert chains == [a, ab, "sha256:" + hashlib.sha256(f"{ab} {c}".encode()).hexdigest()]
+
+
+def test_decoding_follows_go_rules() -> None:
+    config = json.dumps(
+        {
+            "created": "2024-01-02T03:04:05Z",
+            "OS": "linux",  # keys match case-insensitively
+            "architecture": "amd64",
+            "architecture ": "ignored",  # unknown keys are dropped
+            "config": {
+                "Cmd": "single string",  # strslice accepts a string
+                "Env": [],  # empty, not nil: written as []
+                "Labels": None,
+                "ExposedPorts": {},  # omitempty: dropped when empty
+                "Healthcheck": {"Test": ["NONE"], "Retries": 0},
+                "StopTimeout": 0,  # pointer: 0 is written
+                "Volumes": {"/v": {"x": 1}},
+                "Shell": [],
+            },
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "Size": 0,
+        }
+    ).encode()
+    image = decode_v1_image(config, "config")
+    encoded = image.encode()
+    assert encoded.startswith('{"created":"2024-01-02T03:04:05Z","container_config":{"Hostname":""')
+    inner = json.loads(encoded)["config"]
+    assert inner["Cmd"] == ["single string"]
+    assert inner["Env"] == []
+    assert "ExposedPorts" not in inner and "Shell" not in inner
+    assert inner["Healthcheck"] == {"Test": ["NONE"]}
+    assert inner["StopTimeout"] == 0
+    assert inner["Volumes"] == {"/v": {}}
+    assert encoded.endswith('"architecture":"amd64","os":"linux"}')
+
+
+def test_duplicate_keys_later_wins_as_in_go() -> None:
+    image = decode_v1_image(b'{"created":"2024-01-01T00:00:00Z","os":"a","Os":"b"}', "config")
+    assert image.values["os"] == "b"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b'{"created": 5}', b'{"created":"yesterday"}', b'{"config":{"Env":"x"}}', b"[1]", b"{not json"],
+)
+def test_wrong_types_are_errors(bad: bytes) -> None:
+    with pytest.raises(TarexportError):
+        decode_v1_image(bad, "config")
+
+
+def go_like_dumps(value: dict[str, object]) -> str:
+    """An independent model of CreateID's map marshalling: top-level keys sorted,
+    nested raw values kept in their order, Go's HTML-safe escaping."""
+    ordered = {key: value[key] for key in sorted(value)}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028")):
+        text = text.replace(char, escape)
+    text = text.replace("\u2029", "\\u2029")
+    # \b and \f escapes (not preceded by an escaped backslash) as Go 1.19 writes them
+    return re.sub(
+        r"(?<!\\)((?:\\\\)*)\\([bf])", lambda m: m.group(1) + ("\\u0008" if m.group(2) == "b" else "\\u000c"), text
+    )
+
+
+labels = st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=labels, env=st.lists(st.text(max_size=10), max_size=3), parent=st.booleans())
+def test_v1_id_matches_an_independent_create_id(labels: dict[str, str], env: list[str], parent: bool) -> None:
+    config = json.dumps(
+        {"created": "2024-01-02T03:04:05.5Z", "os": "linux", "config": {"Labels": labels, "Env": env}}
+    ).encode()
+    image = decode_v1_image(config, "config")
+    chain = "sha256:" + "c" * 64
+    parent_id = "d" * 64 if parent else ""
+    as_map = json.loads(image.encode())
+    as_map["layer_id"] = chain
+    if parent_id:
+        as_map["parent"] = "sha256:" + parent_id
+    expected = hashlib.sha256(go_like_dumps(as_map).encode()).hexdigest()
+    assert create_v1_id(image, chain, parent_id) == expected

@@ -1,0 +1,85 @@
+"""The deterministic tar writer: Go-style USTAR headers, order, readers agree."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from tarexport.errors import TarexportError
+from tarexport.tarball import BLOCK, Entry, header, sort_key, write_tar
+
+
+def build(tmp_path, entries: list[Entry]) -> bytes:
+    out = tmp_path / "out.tar"
+    with open(out, "wb") as handle:
+        write_tar(entries, handle)
+    return out.read_bytes()
+
+
+def sample(tmp_path) -> list[Entry]:
+    data = tmp_path / "layer"
+    data.write_bytes(os.urandom(1000))
+    return [
+        Entry("d", "dir", 1_700_000_000),
+        Entry("d/VERSION", "file", 1_700_000_000, data=b"1.0"),
+        Entry("d/layer.tar", "file", 1_700_000_000, path=str(data)),
+        Entry("e/layer.tar", "symlink", 5, target="../d/layer.tar"),
+        Entry("manifest.json", "file", 0, data=b"[]\n"),
+    ]
+
+
+def test_python_tarfile_reads_what_we_write(tmp_path) -> None:
+    entries = sample(tmp_path)
+    archive = build(tmp_path, entries)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as result:
+        members = result.getmembers()
+        assert [m.name for m in members] == ["d", "d/VERSION", "d/layer.tar", "e/layer.tar", "manifest.json"]
+        assert [m.type for m in members] == [
+            tarfile.DIRTYPE,
+            tarfile.REGTYPE,
+            tarfile.REGTYPE,
+            tarfile.SYMTYPE,
+            tarfile.REGTYPE,
+        ]
+        assert result.extractfile("d/layer.tar").read() == (tmp_path / "layer").read_bytes()  # type: ignore[union-attr]
+        assert members[3].linkname == "../d/layer.tar"
+        assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "root", "root")}
+        assert [m.mtime for m in members] == [1_700_000_000] * 3 + [5, 0]
+    # ends with exactly two zero blocks, no record padding (as Go's writer)
+    assert archive.endswith(b"\0" * 1024) and len(archive) % BLOCK == 0
+    # 5 headers; data blocks: VERSION 1, layer 2, manifest 1; end marker 2
+    assert len(archive) == (5 + 1 + 2 + 1 + 2) * BLOCK
+
+
+def test_header_fields_as_go_writes_them() -> None:
+    block = header("dir/", 0o040755, 0, 1_700_000_000, b"5")
+    assert block[100:108] == b"0040755\0"  # file-type bits kept, NUL-terminated
+    assert block[108:124] == b"0000000\x000000000\0"
+    assert block[124:136] == b"00000000000\0"
+    assert block[148:156].endswith(b"\0 ")
+    assert int(block[148:154], 8) == sum(block[:148]) + 8 * 32 + sum(block[156:])
+    assert block[257:265] == b"ustar\x0000"
+    assert block[329:345] == b"0000000\x000000000\0"
+
+
+def test_same_entries_same_bytes(tmp_path) -> None:
+    entries = sample(tmp_path)
+    assert build(tmp_path, entries) == build(tmp_path, list(entries))
+
+
+def test_long_names_use_the_ustar_prefix(tmp_path) -> None:
+    name = "a" * 90 + "/" + "b" * 90
+    archive = build(tmp_path, [Entry(name, "file", 0, data=b"x")])
+    with tarfile.open(fileobj=io.BytesIO(archive)) as result:
+        assert result.getnames() == [name]
+    with pytest.raises(TarexportError):
+        build(tmp_path, [Entry("c" * 300, "file", 0, data=b"x")])
+
+
+def test_sort_key_puts_a_directory_before_its_contents() -> None:
+    names = ["ab.json", "ab/json", "ab", "a/VERSION", "manifest.json", "ab/VERSION"]
+    ordered = sorted((Entry(n, "file", 0) for n in names), key=sort_key)
+    assert [e.name for e in ordered] == ["a/VERSION", "ab", "ab/VERSION", "ab/json", "ab.json", "manifest.json"]
