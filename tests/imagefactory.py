@@ -253,3 +253,27 @@ def _full_name(familiar: str) -> str:
     elif "." not in first and ":" not in first and first != "localhost":
         name = "docker.io/" + name
     return f"{name}:{tag}"
+
+
+def write_docker25_archive(path: str, images: list[tuple[Image, list[str]]], workdir: str) -> str:
+    """The archive Docker 25+ writes: an OCI layout (uncompressed layers) plus manifest.json."""
+    root = os.path.join(workdir, "docker25-layout")
+    write_oci_layout(
+        root, [LayoutEntry(image, [_full_name(t) for t in tags], compression="none") for image, tags in images]
+    )
+    manifest = [
+        {
+            "Config": "blobs/sha256/" + image.image_id.split(":")[1],
+            "RepoTags": tags or None,
+            "Layers": ["blobs/sha256/" + d.split(":")[1] for d in image.diff_ids],
+        }
+        for image, tags in images
+    ]
+    with open(os.path.join(root, "manifest.json"), "w") as handle:
+        json.dump(manifest, handle)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for directory, _, files in sorted(os.walk(root)):
+            for name in sorted(files):
+                full = os.path.join(directory, name)
+                archive.add(full, arcname=os.path.relpath(full, root))
+    return path

@@ -19,6 +19,7 @@ from tests.imagefactory import (
     make_image,
     make_layer,
     sha,
+    write_docker25_archive,
     write_docker_archive,
     write_oci_layout,
 )
@@ -270,6 +271,7 @@ def test_corrupt_layer_fails_without_archive_then_recovers(tmp_path) -> None:
     assert run.returncode != 0
     line = one_line_error(run.output)
     assert "layer blob has digest sha256:" in line and f"expected {sha(tool_layer)}" in line
+    assert line.startswith("tarexport: error: image tool:2, source ")
     assert "blobs/sha256/" in line and str(os.path.basename(src)) in line
     assert not os.path.exists(archive(work))
     assert not os.path.exists(os.path.join(work, "build", "layers", sha(tool_layer).split(":")[1] + ".tar"))
@@ -277,3 +279,17 @@ def test_corrupt_layer_fails_without_archive_then_recovers(tmp_path) -> None:
         handle.write(original)
     export(work, sources=[src], images=["tool:2"])
     assert os.path.isfile(archive(work))
+
+
+def test_docker25_archive_source_gives_the_same_archive(tmp_path) -> None:
+    """The OCI-layout variant of docker save (Docker 25+) is read like the legacy one."""
+    images = [(BASE, ["example.com/base:1.0"]), (TOOL, ["tool:2"])]
+    modern = write_docker25_archive(str(tmp_path / "modern.tar"), images, str(tmp_path))
+    legacy = write_docker_archive(str(tmp_path / "legacy.tar"), images)
+    results = []
+    for source in (modern, legacy):
+        work = str(tmp_path / os.path.basename(source).replace(".tar", ""))
+        os.makedirs(work)
+        export(work, sources=[source], images=["example.com/base:1.0", "tool:2"])
+        results.append(sha256_file(archive(work)))
+    assert results[0] == results[1]

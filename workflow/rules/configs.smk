@@ -14,6 +14,8 @@ rule image_config:
     conda:
         ENV
     params:
+        # names the image in messages; not a rerun trigger (see MessageContext)
+        context=lambda wc: PIPELINE.config_context(wc.image),
         recipe=lambda wc: PIPELINE.config_recipe(wc.image),
     shell:
-        "tarexport config --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport config --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -15,6 +15,8 @@ rule layer_tar:
     conda:
         ENV
     params:
+        # names the image in messages; not a rerun trigger (see MessageContext)
+        context=lambda wc: PIPELINE.layer_context(wc.diff),
         recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
     shell:
-        "tarexport layer --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport layer --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -18,13 +18,13 @@ def _layer(args: argparse.Namespace) -> None:
     from .sources import BlobRef
 
     recipe = json.loads(args.recipe)
-    materialize(BlobRef.from_json(recipe["blob"]), recipe["diff_id"], args.output, recipe["label"])
+    materialize(BlobRef.from_json(recipe["blob"]), recipe["diff_id"], args.output, recipe["label"], args.context)
 
 
 def _config(args: argparse.Namespace) -> None:
     from .jobs import copy_config
 
-    copy_config(json.loads(args.recipe), args.output)
+    copy_config(json.loads(args.recipe), args.output, args.context)
 
 
 def _v1_dir(args: argparse.Namespace) -> None:
@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     layer = commands.add_parser("layer", help="materialize one uncompressed layer")
     layer.add_argument("--recipe", required=True)
     layer.add_argument("--output", required=True)
+    layer.add_argument("--context", default="", help="the images using it, for messages")
     layer.set_defaults(run=_layer)
     config = commands.add_parser("config", help="copy one image config, verified")
     config.add_argument("--recipe", required=True)
     config.add_argument("--output", required=True)
+    config.add_argument("--context", default="", help="the image, for messages")
     config.set_defaults(run=_config)
     v1_dir = commands.add_parser("v1-dir", help="write a v1 layer directory's json and VERSION")
     v1_dir.add_argument("--recipe", required=True)

@@ -14,14 +14,18 @@ from .sources import BlobRef, open_container
 from .tarball import write_tar
 
 
-def copy_config(recipe: dict[str, Any], output: str) -> None:
+def copy_config(recipe: dict[str, Any], output: str, image: str = "") -> None:
     blob = BlobRef.from_json(recipe["blob"])
     container = open_container(blob.source_kind, blob.source_path, recipe["label"])
-    data = container.read_small(blob.member)
+    try:
+        data = container.read_small(blob.member)
+    except TarexportError as exc:
+        raise TarexportError(str(exc), image=image) from None
     actual = sha256_digest(data)
     if actual != recipe["image_id"]:
         raise TarexportError(
             f"config has digest {actual}, expected image ID {recipe['image_id']}",
+            image=image,
             source=recipe["label"],
             member=blob.member,
         )

@@ -57,11 +57,14 @@ def _gunzip_checked(chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise zlib.error("gzip stream is truncated")
 
 
-def materialize(blob: BlobRef, diff_id: str, output: str, label: str) -> None:
+def materialize(blob: BlobRef, diff_id: str, output: str, label: str, image: str = "") -> None:
     """Write the uncompressed layer to `output` after checking blob digest and diff_id."""
+    where = {"image": image, "source": label, "member": blob.member}
     container = open_container(blob.source_kind, blob.source_path, label)
-    stream, size = container.open(blob.member)
-    where = {"source": label, "member": blob.member}
+    try:
+        stream, size = container.open(blob.member)
+    except TarexportError as exc:
+        raise TarexportError(str(exc), image=image) from None
     if blob.size >= 0 and size != blob.size:
         stream.close()
         raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)

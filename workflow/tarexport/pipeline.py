@@ -12,7 +12,7 @@ from typing import Any
 
 from . import buildpaths
 from .digests import hex_of
-from .plan import Plan, build_catalog, make_plan
+from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
 from .sources import BlobRef
 from .sources.base import recipe_json
@@ -20,6 +20,20 @@ from .sources.base import recipe_json
 # Bumped when a job's output bytes change for the same recipe, so Snakemake's
 # params trigger re-runs them (it does not track the package's code).
 RECIPE_VERSION = 1
+
+
+class MessageContext:
+    """Text for error messages only (which image a job serves).
+
+    Snakemake's params trigger compares only builtin-typed values, so passing this
+    object as a param never re-runs a job when, say, the first image using a layer changes.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass
@@ -45,15 +59,24 @@ class Pipeline:
             {"v": RECIPE_VERSION, "blob": layer.blob.to_json(), "diff_id": layer.diff_id, "label": label}
         )
 
+    def layer_context(self, diff_hex: str) -> MessageContext:
+        return MessageContext(self.plan.layer_users["sha256:" + diff_hex])
+
     # -------- configs
     def config_ids(self) -> list[str]:
         return [hex_of(p.image.image_id) for p in self.plan.images]
 
-    def _image(self, image_hex: str) -> Any:
-        return next(p for p in self.plan.images if p.image.image_id == "sha256:" + image_hex)
+    def _image(self, image_hex: str) -> PlannedImage:
+        return self._images_by_hex[image_hex]
+
+    def __post_init__(self) -> None:
+        self._images_by_hex = {hex_of(p.image.image_id): p for p in self.plan.images}
 
     def config_source_file(self, image_hex: str) -> str:
         return _source_file(self._image(image_hex).image.config_blob)
+
+    def config_context(self, image_hex: str) -> MessageContext:
+        return MessageContext(self._image(image_hex).display)
 
     def config_recipe(self, image_hex: str) -> str:
         image = self._image(image_hex).image

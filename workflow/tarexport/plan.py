@@ -68,11 +68,17 @@ class PlannedImage:
     v1: list[V1Layer]
     os: str  # the config's `os`, which Docker writes into every v1 json
 
+    @property
+    def display(self) -> str:
+        """How messages name the image: its first tag, else its short ID."""
+        return self.tags[0].familiar() if self.tags else self.image.image_id[len("sha256:") :][:12]
+
 
 @dataclass
 class Plan:
     images: list[PlannedImage]
     layers: dict[str, LayerRef]  # diff_id -> where to read it (first image in request order)
+    layer_users: dict[str, str]  # diff_id -> the images using it, for messages
     v1_dirs: dict[str, tuple[PlannedImage, int]]  # v1 id -> first image and layer index writing it
     manifest: bytes
     repositories: bytes | None
@@ -139,11 +145,16 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
         diff_ids = [layer.diff_id for layer in image.layers]
         planned.append(PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), config.values["os"]))
     layers: dict[str, LayerRef] = {}
+    users: dict[str, list[str]] = {}
     v1_dirs: dict[str, tuple[PlannedImage, int]] = {}
     for entry in planned:
         for index, (layer, v1) in enumerate(zip(entry.image.layers, entry.v1, strict=True)):
             layers.setdefault(layer.diff_id, layer)
+            names = users.setdefault(layer.diff_id, [])
+            if entry.display not in names:
+                names.append(entry.display)
             v1_dirs.setdefault(v1.v1_id, (entry, index))
+    layer_users = {diff_id: " and ".join(names) for diff_id, names in users.items()}
     entries = [
         ManifestEntry(
             config_hex=p.image.image_id.split(":", 1)[1],
@@ -152,4 +163,4 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
         )
         for p in planned
     ]
-    return Plan(planned, layers, v1_dirs, manifest_json(entries), repositories_json(entries))
+    return Plan(planned, layers, layer_users, v1_dirs, manifest_json(entries), repositories_json(entries))
