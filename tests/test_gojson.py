@@ -158,3 +158,40 @@ def test_v1_id_matches_an_independent_create_id(labels: dict[str, str], env: lis
         as_map["parent"] = "sha256:" + parent_id
     expected = hashlib.sha256(go_like_dumps(as_map).encode()).hexdigest()
     assert create_v1_id(image, chain, parent_id) == expected
+
+
+def test_config_parent_belongs_to_image_not_v1_image() -> None:
+    # image.Image's own `parent` field shadows V1Image's: Docker never hashes it.
+    with_parent = decode_v1_image(b'{"created":"2024-01-01T00:00:00Z","Parent":"sha256:aa"}', "config")
+    without = decode_v1_image(b'{"created":"2024-01-01T00:00:00Z"}', "config")
+    assert with_parent.encode() == without.encode()
+
+
+def test_repeated_keys_merge_maps_and_structs_as_go() -> None:
+    image = decode_v1_image(
+        b'{"config":{"Labels":{"a":"1"},"Env":["x"]},"Config":{"Labels":{"b":"2"}},"config":{"Env":["y",null]}}',
+        "config",
+    )
+    inner = json.loads(image.encode())["config"]
+    assert inner["Labels"] == {"a": "1", "b": "2"}
+    assert inner["Env"] == ["y", ""]  # slices are replaced; a null element is ""
+
+
+def test_key_folding_is_gos_not_unicode_casefold() -> None:
+    image = decode_v1_image('{"config":{"ﬆdinOnce":true,"\u017ftdinonce":true}}'.encode(), "config")
+    assert json.loads(image.encode())["config"]["StdinOnce"] is True  # only the long s folds
+    image = decode_v1_image('{"config":{"ﬆdinOnce":true}}'.encode(), "config")
+    assert json.loads(image.encode())["config"]["StdinOnce"] is False
+
+
+def test_invalid_utf8_becomes_one_replacement_per_byte() -> None:
+    image = decode_v1_image(b'{"os":"a\xf0\x9f\x98b"}', "config")
+    assert image.values["os"] == "a\ufffd\ufffd\ufffdb"
+
+
+@pytest.mark.parametrize(
+    "bad", ["2024-01-02t03:04:05Z", "2024-01-02T03:04:05z", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z"]
+)
+def test_times_go_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        GoTime.parse(bad)

@@ -116,3 +116,30 @@ def test_plan_stores_each_diff_once(catalog) -> None:
     plan = make_plan(catalog, ["web", "other:1"])
     assert list(plan.layers) == [ONE.diff_ids[0], TWO.diff_ids[0]]
     assert plan.repositories is not None and b'"web":{"a":' in plan.repositories
+
+
+def test_digest_needs_a_name_the_image_carries(catalog) -> None:
+    digest = next(iter(catalog.images[TWO.image_id].manifest_digests))
+    with pytest.raises(TarexportError, match="it is not named that way"):
+        resolve(catalog, [f"unrelated@{digest}"])
+    with pytest.raises(TarexportError, match="no source holds that manifest"):
+        resolve(catalog, ["web@sha256:" + "e" * 64])
+
+
+def test_id_prefixes_are_case_sensitive(catalog) -> None:
+    with pytest.raises(TarexportError, match="no such image"):
+        resolve(catalog, ["sha256:" + THREE.image_id.split(":")[1][:12].upper()])
+
+
+def test_an_image_without_layers_fails_only_when_requested(tmp_path) -> None:
+    from tests.imagefactory import Image, make_config
+
+    empty = Image([], make_config([]))
+    layout = write_oci_layout(
+        str(tmp_path / "l"),
+        [LayoutEntry(empty, ["docker.io/library/empty:1"]), LayoutEntry(ONE, ["docker.io/library/one:1"])],
+    )
+    catalog = build_catalog([SourceSpec(layout, layout)], "linux/amd64")
+    assert make_plan(catalog, ["one:1"]).images[0].image.image_id == ONE.image_id
+    with pytest.raises(TarexportError, match=r"image empty:1, source .*: has no layers"):
+        make_plan(catalog, ["empty:1"])

@@ -10,6 +10,8 @@ RFC 3339 times with trimmed nanoseconds).
 
 from __future__ import annotations
 
+import calendar
+import codecs
 import json
 import re
 from collections.abc import Callable
@@ -74,9 +76,7 @@ class RawJSON:
 
 # ---------------------------------------------------------------- time.Time
 
-_TIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
-)
+_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))$")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,16 @@ class GoTime:
         if not match:
             raise ValueError(f"time {text!r} is not RFC 3339")
         year, month, day, hour, minute, second, frac, _z, sign, oh, om = match.groups()
+        if not (
+            1 <= int(month) <= 12
+            and 1 <= int(day) <= calendar.monthrange(max(int(year), 1), int(month))[1]
+            and int(hour) < 24
+            and int(minute) < 60
+            and int(second) < 60
+            and int(oh or 0) < 24
+            and int(om or 0) < 60
+        ):
+            raise ValueError(f"time {text!r} is out of range")
         # Go keeps at most nanosecond precision and drops further digits.
         nanos = int((frac or "")[:9].ljust(9, "0")) if frac else 0
         offset = 0
@@ -120,8 +130,6 @@ class GoTime:
 
     def unix_seconds(self) -> int:
         """Seconds since the epoch, as a tar mtime (Go truncates to the second)."""
-        import calendar
-
         # calendar.timegm handles years 1..9999 proleptically, as Go does.
         wall = calendar.timegm((self.year, self.month, self.day, self.hour, self.minute, self.second, 0, 0, 0))
         return wall - self.offset_minutes * 60
@@ -148,11 +156,15 @@ class GoStruct:
     def __init__(self) -> None:
         self.values: dict[str, Any] = {f.name: _ZERO[f.kind]() for f in self.FIELDS}
 
+    # JSON keys that the enclosing Go struct takes before this one sees them.
+    SHADOWED: frozenset[str] = frozenset()
+
     @classmethod
-    def decode(cls, obj: Any, path: str) -> GoStruct:
+    def decode(cls, obj: Any, path: str, into: GoStruct | None = None) -> GoStruct:
+        """Decode an object; with `into`, decode over an existing value as Go does."""
         if not isinstance(obj, JSONObject):
             raise ValueError(f"{path or 'config'} is not a JSON object")
-        struct = cls()
+        struct = into if into is not None else cls()
         for key, raw in obj:
             field = struct._field_for(key)
             if field is None:
@@ -160,16 +172,24 @@ class GoStruct:
             if raw is None and field.kind not in _NULL_SETS:
                 continue  # null leaves the current value
             where = f"{path}.{field.name}" if path else field.name
-            struct.values[field.name] = _DECODERS[field.kind](raw, where)
+            current = struct.values[field.name]
+            if raw is None:
+                struct.values[field.name] = None
+            elif field.kind in _MERGING and current is not None:
+                # a repeated key decodes into the existing map or struct: entries merge
+                struct.values[field.name] = _MERGING[field.kind](raw, where, current)
+            else:
+                struct.values[field.name] = _DECODERS[field.kind](raw, where)
         return struct
 
     def _field_for(self, key: str) -> Field | None:
+        if any(_go_equal_fold(key, name) for name in self.SHADOWED):
+            return None
         for field in self.FIELDS:
             if field.name == key:
                 return field
-        folded = key.casefold()
         for field in self.FIELDS:
-            if field.name.casefold() == folded:
+            if _go_equal_fold(key, field.name):
                 return field
         return None
 
@@ -187,6 +207,19 @@ class GoStruct:
                 continue
             out.append((field.name, encode_value(value)))
         return out
+
+
+def _go_equal_fold(key: str, name: str) -> bool:
+    """encoding/json's key matching: simple case folding, with the Kelvin sign and long s."""
+    if len(key) != len(name):
+        return False
+    for k, n in zip(key, name, strict=True):
+        if k == n or (k.isascii() and k.lower() == n.lower()):
+            continue
+        if (n in "kK" and k == "\u212a") or (n in "sS" and k == "\u017f"):
+            continue
+        return False
+    return True
 
 
 def _is_empty(kind: str, value: Any) -> bool:
@@ -226,7 +259,8 @@ def _string_list(raw: Any, where: str) -> list[str] | None:
         return None
     if not isinstance(raw, list) or isinstance(raw, JSONObject):
         raise ValueError(f"{where} must be a list of strings")
-    return [_string(item, where) for item in raw]
+    # a null element stores the zero value
+    return ["" if item is None else _string(item, where) for item in raw]
 
 
 def _strslice(raw: Any, where: str) -> list[str] | None:
@@ -236,12 +270,12 @@ def _strslice(raw: Any, where: str) -> list[str] | None:
     return _string_list(raw, where)
 
 
-def _string_map(raw: Any, where: str) -> dict[str, str] | None:
+def _string_map(raw: Any, where: str, into: dict[str, str] | None = None) -> dict[str, str] | None:
     if raw is None:
         return None
     if not isinstance(raw, JSONObject):
         raise ValueError(f"{where} must be an object of strings")
-    out: dict[str, str] = {}
+    out: dict[str, str] = into if into is not None else {}
     for key, value in raw:
         if value is None:
             out[key] = ""  # null into a string map element stores the zero value
@@ -250,13 +284,13 @@ def _string_map(raw: Any, where: str) -> dict[str, str] | None:
     return out
 
 
-def _set_map(raw: Any, where: str) -> dict[str, dict[str, Any]] | None:
+def _set_map(raw: Any, where: str, into: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]] | None:
     # map[string]struct{}: each value decodes into an empty struct.
     if raw is None:
         return None
     if not isinstance(raw, JSONObject):
         raise ValueError(f"{where} must be an object")
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = into if into is not None else {}
     for key, value in raw:
         if value is not None and not isinstance(value, JSONObject):
             raise ValueError(f"{where}.{key} must be an object")
@@ -300,6 +334,13 @@ _DECODERS: dict[str, Callable[[Any, str], Any]] = {
     "configptr": _config_ptr,
     "struct": _config_struct,
     "intptr": _int_ptr,
+}
+_MERGING: dict[str, Callable[[Any, str, Any], Any]] = {
+    "stringmap": _string_map,
+    "setmap": _set_map,
+    "health": lambda raw, where, into: HealthConfig.decode(raw, where, into),
+    "configptr": lambda raw, where, into: ContainerConfig.decode(raw, where, into),
+    "struct": lambda raw, where, into: ContainerConfig.decode(raw, where, into),
 }
 # Kinds whose null sets nil (pointers, slices, maps); for the others null is a no-op.
 _NULL_SETS = {"strings", "strslice", "stringmap", "setmap", "health", "configptr", "intptr"}
@@ -366,6 +407,8 @@ class ContainerConfig(GoStruct):
 class V1Image(GoStruct):
     """image.V1Image (Docker 20.10): the v1 fields of an image config."""
 
+    # Docker decodes configs into image.Image, whose own `parent` field shadows V1Image's.
+    SHADOWED = frozenset({"parent"})
     FIELDS = (
         Field("id", "string", omitempty=True),
         Field("parent", "string", omitempty=True),
@@ -383,13 +426,22 @@ class V1Image(GoStruct):
     )
 
 
+def _replace_each_byte(error: UnicodeError) -> tuple[str, int]:
+    # Go's decoder replaces every invalid byte with U+FFFD; Python would merge a broken sequence.
+    assert isinstance(error, UnicodeDecodeError)
+    return "\ufffd" * (error.end - error.start), error.end
+
+
+codecs.register_error("gojson-replace", _replace_each_byte)
+
+
 class JSONObject(list):
     """A JSON object as its key/value pairs in source order (Go decodes in that order)."""
 
 
 def load_pairs(data: bytes, what: str) -> Any:
     """Parse JSON, objects as JSONObject pair lists, arrays as plain lists."""
-    text = data.decode("utf-8", errors="replace")  # Go replaces invalid UTF-8 with U+FFFD
+    text = data.decode("utf-8", errors="gojson-replace")
     try:
         return json.loads(text, object_pairs_hook=JSONObject)
     except (ValueError, RecursionError) as exc:

@@ -41,7 +41,7 @@ class Catalog:
 
     def search(self, term: str, original: str) -> str:
         """Image ID by full ID or unique hex prefix (with or without `sha256:`)."""
-        prefix = term.removeprefix("sha256:").lower()
+        prefix = term.removeprefix("sha256:")  # case-sensitive, as Docker's digest set
         if not prefix or any(c not in "0123456789abcdef" for c in prefix):
             raise TarexportError(f"no such image: {original} (not found in any source)")
         found = [i for i in self.images if i[len("sha256:") :].startswith(prefix)]
@@ -107,10 +107,13 @@ def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Refer
             add(catalog.search(text, text), None)
             continue
         if request.digest:
+            # Docker needs the exact name@digest association; ours: a name the image carries.
             found = [i for i, image in catalog.images.items() if request.digest in image.manifest_digests]
-            if not found:
-                raise TarexportError(f"no such image: {text} (no source holds manifest {request.digest})")
-            add(found[0], None)
+            named = [i for i in found if request.name in catalog.images[i].names()]
+            if not named:
+                why = "it is not named that way" if found else "no source holds that manifest"
+                raise TarexportError(f"no such image: {text} ({why})")
+            add(named[0], None)
             continue
         if not request.tag:
             # Docker walks the repository's references sorted as strings: tags, then digests.
@@ -140,9 +143,11 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
     planned: list[PlannedImage] = []
     for image_id, tags in resolve(catalog, requests):
         image = catalog.images[image_id]
-        what = f"config of {tags[0].familiar() if tags else image_id}"
-        config = decode_v1_image(image.config, what)
+        label = tags[0].familiar() if tags else image_id
+        config = decode_v1_image(image.config, f"image {label}, source {image.source}: config")
         diff_ids = [layer.diff_id for layer in image.layers]
+        if not diff_ids:
+            raise TarexportError("has no layers; docker save cannot export it either", image=label, source=image.source)
         planned.append(PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), config.values["os"]))
     layers: dict[str, LayerRef] = {}
     users: dict[str, list[str]] = {}

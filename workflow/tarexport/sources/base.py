@@ -74,6 +74,10 @@ class SourceImage:
     manifest_digests: set[str] = field(default_factory=set)
     digest_refs: list[Reference] = field(default_factory=list)  # names given as `repo@digest`
 
+    def names(self) -> set[str]:
+        """Repository names the image is known under."""
+        return {ref.name for ref in self.tags} | {ref.name for ref in self.digest_refs}
+
 
 def recipe_json(value: Any) -> str:
     """A stable JSON text for a job recipe (Snakemake compares params by repr)."""
