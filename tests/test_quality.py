@@ -20,7 +20,7 @@ def test_ruff() -> None:
 
 
 def test_snakefmt() -> None:
-    result = run("snakefmt", "--check", "Snakefile", "workflow/rules")
+    result = run(sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

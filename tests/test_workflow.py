@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tarfile
 
 import pytest
@@ -23,7 +22,7 @@ from tests.imagefactory import (
     write_docker_archive,
     write_oci_layout,
 )
-from tests.workflowrun import ROOT, export, sha256_file, snakemake, write_config
+from tests.workflowrun import export, sha256_file, snakemake, write_config
 
 BASE = make_image([{"etc/os": b"base\n"}, {"usr/lib/x": b"x" * 5000}], created="2024-01-01T00:00:00Z")
 APP = Image(
@@ -197,13 +196,8 @@ def test_runs_from_any_directory_with_relative_paths(tmp_path) -> None:
     work = tmp_path / "work"
     layout(str(work / "in" / "layout"))
     config = write_config(str(work), sources=["in/layout"], images=["tool:2"], output="out/x.tar", build_dir="b")
-    result = subprocess.run(
-        ["snakemake", "-s", os.path.join(ROOT, "Snakefile"), "-d", str(work), "export", "--configfile", config],
-        cwd="/",
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+    run = snakemake(str(work), configfile=config, cwd="/")
+    assert run.returncode == 0, run.output
     assert os.path.isfile(work / "out" / "x.tar")
     assert os.path.isdir(work / "b" / "layers")
 

@@ -38,11 +38,12 @@ def write_config(workdir: str, **config: object) -> str:
     return path
 
 
-def snakemake(workdir: str, *args: str, configfile: str = "", timeout: int = 600) -> Run:
+def snakemake(workdir: str, *args: str, configfile: str = "", cwd: str = "", timeout: int = 600) -> Run:
+    """`snakemake -s SNAKEFILE -d WORKDIR export ARGS`, started from `cwd` (default: the work dir)."""
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", workdir, "export", *args]
     if configfile:
         command += ["--configfile", configfile]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd or workdir)
     return Run(result.returncode, result.stdout + result.stderr)
 
 
