@@ -13,8 +13,15 @@ from dataclasses import dataclass
 import pytest
 
 from tests.engines import DockerEngine, Podman, require
-from tests.imagefactory import Image, make_image, oci_layout_from_docker_save, write_docker_archive
-from tests.workflowrun import export
+from tests.imagefactory import (
+    Image,
+    make_config,
+    make_image,
+    make_layer,
+    oci_layout_from_docker_save,
+    write_docker_archive,
+)
+from tests.workflowrun import export, sha256_file
 
 APP_DOCKERFILE = """FROM base:1
 COPY c.txt /c.txt
@@ -147,6 +154,9 @@ def test_single_image_matches_docker_byte_for_byte(oracle: Oracle, tmp_path, nam
     assert member_bytes(ours, "manifest.json") == member_bytes(saved, "manifest.json")
     assert member_bytes(ours, "repositories") == member_bytes(saved, "repositories")
     assert_same_as_docker(ours, saved)
+    if not any(kind == "sym" for kind, _, _ in members(saved).values()):
+        # nothing of Docker's save-time mtimes in it: the whole archive is the same bytes
+        assert sha256_file(ours) == sha256_file(saved)
     if name == "rep:1":
         # one diff three times in one image: one file and two relative symlinks
         kinds = [e[0] for n, e in members(ours).items() if n.endswith("/layer.tar")]
@@ -302,3 +312,69 @@ def test_skopeo_inspect(oracle: Oracle, exported_multi: str) -> None:
                 ).stdout
             )
             assert info["Layers"] == json.loads(raw)["rootfs"]["diff_ids"]
+
+
+# Configs Docker's builder never writes but `docker load` accepts: each is decoded by the
+# real daemon, saved, and must come out of our export byte for byte the same.
+CRAFTED: dict[str, dict[str, object]] = {
+    "offset-time": {"created": "2023-06-15T10:20:30.123400000+05:30"},
+    "pre-epoch": {"created": "1960-01-01T00:00:00Z"},
+    "no-created": {"created": None},
+    "far-future": {"created": "2300-01-01T00:00:00Z"},
+    "go-decoding": {
+        "Config": {"labels": {"a": "1"}, "Cmd": "echo hi"},
+        "config": {"Labels": {"b": "<&>"}, "Env": ["A=1", None, "B=\b\f\u2028"]},
+        "Parent": "sha256:" + "a" * 64,
+        "author": "me <me@example.com>",
+        "comment": "line\u2029two",
+        "variant": "v8",
+        "architecture": "arm64",
+        "os.version": "10.0",
+        "os.features": ["x"],
+    },
+    "every-field": {
+        "container": "abc",
+        "docker_version": "20.10.24",
+        "container_config": {"Hostname": "h", "Cmd": ["/bin/sh", "-c", "#(nop) X"], "Image": "sha256:" + "b" * 64},
+        "config": {
+            "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 1, "Timeout": 2, "StartPeriod": 3, "Retries": 4},
+            "StopTimeout": 0,
+            "ArgsEscaped": True,
+            "NetworkDisabled": True,
+            "MacAddress": "02:42:ac:11:00:02",
+            "OnBuild": [],
+            "Volumes": {},
+            "ExposedPorts": {},
+            "Shell": [],
+            "Entrypoint": None,
+            "Tty": True,
+            "StopSignal": "SIGKILL",
+        },
+        "history": [{"created_by": "a"}, {"created_by": "b", "empty_layer": True}, {"created_by": "c"}],
+        "Size": 12345,
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_configs_match_docker_byte_for_byte(oracle: Oracle, tmp_path, case: str) -> None:
+    fields = {k: v for k, v in CRAFTED[case].items() if v is not None}
+    layers = [make_layer({f"{case}/1": case.encode()}), make_layer({f"{case}/2": b"two"})]
+    config = json.loads(make_config(layers))
+    if CRAFTED[case].get("created", "") is None:
+        del config["created"]
+    config.update(fields)
+    # invalid UTF-8 inside a string, as some producers write
+    raw = json.dumps(config, ensure_ascii=False).encode().replace(b"<&>", b"<&>\xf0\x9f")
+    image = Image(layers, raw)
+    tag = f"crafted-{case}:1"
+    source = write_docker_archive(str(tmp_path / "crafted.tar"), [(image, [tag])])
+    oracle.engine.docker("load", "-i", source)
+    saved = oracle.save(f"crafted-{case}.tar", tag)
+    assert manifest_of(saved)[0]["Config"] == image.image_id.split(":")[1] + ".json"  # Docker kept our bytes
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    export(work, sources=[source], images=[tag])
+    ours = os.path.join(work, "results", "images.tar")
+    assert_same_as_docker(ours, saved)
+    assert sha256_file(ours) == sha256_file(saved)

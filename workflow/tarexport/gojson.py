@@ -435,13 +435,18 @@ def _replace_each_byte(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("gojson-replace", _replace_each_byte)
 
 
+def go_text(data: bytes) -> str:
+    """Bytes as Go's JSON decoder sees them: invalid UTF-8 bytes become U+FFFD each."""
+    return data.decode("utf-8", errors="gojson-replace")
+
+
 class JSONObject(list):
     """A JSON object as its key/value pairs in source order (Go decodes in that order)."""
 
 
 def load_pairs(data: bytes, what: str) -> Any:
     """Parse JSON, objects as JSONObject pair lists, arrays as plain lists."""
-    text = data.decode("utf-8", errors="gojson-replace")
+    text = go_text(data)
     try:
         return json.loads(text, object_pairs_hook=JSONObject)
     except (ValueError, RecursionError) as exc:

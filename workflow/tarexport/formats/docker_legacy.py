@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import buildpaths
 from ..digests import chain_ids, hex_of
-from ..gojson import UNIX_EPOCH, RawJSON, V1Image, decode_v1_image, encode_string, encode_value
+from ..gojson import UNIX_EPOCH, RawJSON, V1Image, decode_v1_image, encode_string, encode_value, go_text
 from ..tarball import Entry, sort_key
 
 VERSION_BYTES = b"1.0"
@@ -123,7 +123,16 @@ def parse_manifest_json(data: bytes) -> list[ManifestEntry]:
 
 
 def config_diff_ids(config_bytes: bytes) -> list[str]:
-    return list(json.loads(config_bytes)["rootfs"]["diff_ids"])
+    return list(json.loads(go_text(config_bytes))["rootfs"]["diff_ids"])
+
+
+# Docker's system.Chtimes sets times outside [epoch, time.Unix(0, 1<<63-1)] to the epoch.
+_CHTIMES_MAX = (2**63 - 1) // 10**9
+
+
+def file_mtime(created_unix: int) -> int:
+    """The mtime Docker gives files stamped with an image's `created`."""
+    return created_unix if 0 <= created_unix <= _CHTIMES_MAX else 0
 
 
 def archive_entries(build_dir: str) -> list[Entry]:
@@ -143,7 +152,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
         config_path = buildpaths.config(build_dir, entry.config_hex)
         with open(config_path, "rb") as handle:
             config_bytes = handle.read()
-        created = max(decode_v1_image(config_bytes, config_path).values["created"].unix_seconds(), 0)
+        created = file_mtime(decode_v1_image(config_bytes, config_path).values["created"].unix_seconds())
         out.append(Entry(entry.config_hex + ".json", "file", created, path=config_path))
         for v1_id, diff_id in zip(entry.layer_v1_ids, config_diff_ids(config_bytes), strict=True):
             if v1_id in written_dirs:

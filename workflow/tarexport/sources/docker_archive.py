@@ -6,6 +6,7 @@ import json
 
 from ..digests import sha256_digest
 from ..errors import TarexportError
+from ..gojson import go_text
 from ..reference import parse_normalized
 from .base import BlobRef, LayerRef, SourceImage
 from .containers import TarContainer, clean_member
@@ -16,7 +17,7 @@ BLOB_PREFIX = "blobs/sha256/"
 
 def images_from_manifest(container: TarContainer, source: str) -> list[SourceImage]:
     try:
-        manifest = json.loads(container.read_small("manifest.json"))
+        manifest = json.loads(go_text(container.read_small("manifest.json")))
     except (ValueError, RecursionError) as exc:
         raise TarexportError(
             f"manifest.json is not valid JSON ({exc})", source=source, member="manifest.json"

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..digests import check_digest, hex_of, sha256_digest
 from ..errors import TarexportError
+from ..gojson import go_text
 from ..reference import Reference, is_valid_tag, parse_normalized
 from .base import (
     CONFIG_TYPES,
@@ -30,7 +31,7 @@ def blob_member(digest: str) -> str:
 
 def parse_object(data: bytes, what: str, source: str, member: str) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = json.loads(go_text(data))  # lenient with bad UTF-8, as Docker is
     except (ValueError, RecursionError) as exc:
         raise TarexportError(f"{what} is not valid JSON ({exc})", source=source, member=member) from None
     if not isinstance(value, dict):
