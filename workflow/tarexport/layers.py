@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from .errors import TarexportError
 from .fileio import atomic_output
@@ -21,40 +21,32 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
+def _decompress(chunks: Iterator[bytes], new_decompressor: Callable[[], Any], kind: str) -> Iterator[bytes]:
+    """Decompress concatenated frames (Go's gzip reader reads every member); detect truncation."""
+    decompressor = new_decompressor()
+    started = False
+    for chunk in chunks:
+        while chunk:
+            started = True
+            yield decompressor.decompress(chunk)
+            if decompressor.eof:
+                chunk = decompressor.unused_data
+                decompressor = new_decompressor()
+                started = False
+            else:
+                chunk = b""
+    if started and not decompressor.eof:
+        raise EOFError(f"{kind} stream is truncated")
+
+
+def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    return _decompress(chunks, lambda: zlib.decompressobj(wbits=31), "gzip")
+
+
 def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
     import zstandard
 
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    started = False
-    for chunk in chunks:
-        while chunk:
-            started = True
-            yield decompressor.decompress(chunk)
-            if decompressor.eof:
-                chunk = decompressor.unused_data
-                decompressor = zstandard.ZstdDecompressor().decompressobj()
-                started = False
-            else:
-                chunk = b""
-    if started and not decompressor.eof:
-        raise EOFError("zstd stream is truncated")
-
-
-def _gunzip_checked(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    decompressor = zlib.decompressobj(wbits=31)
-    started = False
-    for chunk in chunks:
-        while chunk:
-            started = True
-            yield decompressor.decompress(chunk)
-            if decompressor.eof:
-                chunk = decompressor.unused_data
-                decompressor = zlib.decompressobj(wbits=31)
-                started = False
-            else:
-                chunk = b""
-    if started and not decompressor.eof:
-        raise zlib.error("gzip stream is truncated")
+    return _decompress(chunks, lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd")
 
 
 def materialize(blob: BlobRef, diff_id: str, output: str, label: str, image: str = "") -> None:
@@ -80,7 +72,7 @@ def materialize(blob: BlobRef, diff_id: str, output: str, label: str, image: str
         head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
         chunks = hashed()
         if head.startswith(GZIP_MAGIC):
-            data = _gunzip_checked(chunks)
+            data = _gunzip(chunks)
         elif head.startswith(ZSTD_MAGIC):
             data = _unzstd(chunks)
         else:

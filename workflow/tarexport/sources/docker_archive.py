@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 from ..digests import sha256_digest
 from ..errors import TarexportError
-from ..gojson import go_text
 from ..reference import parse_normalized
 from .base import BlobRef, LayerRef, SourceImage
 from .containers import TarContainer, clean_member
-from .oci_layout import diff_ids_of
+from .oci_layout import diff_ids_of, parse_json
 
 BLOB_PREFIX = "blobs/sha256/"
 
 
 def images_from_manifest(container: TarContainer, source: str) -> list[SourceImage]:
-    try:
-        manifest = json.loads(go_text(container.read_small("manifest.json")))
-    except (ValueError, RecursionError) as exc:
-        raise TarexportError(
-            f"manifest.json is not valid JSON ({exc})", source=source, member="manifest.json"
-        ) from None
-    if not isinstance(manifest, list):
-        raise TarexportError("manifest.json is not a list", source=source, member="manifest.json")
+    manifest = parse_json(container.read_small("manifest.json"), "manifest.json", source, "manifest.json", list)
     images: dict[str, SourceImage] = {}
     for item in manifest:
         if not isinstance(item, dict):

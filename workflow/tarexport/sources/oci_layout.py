@@ -29,13 +29,15 @@ def blob_member(digest: str) -> str:
     return f"blobs/sha256/{hex_of(digest)}"
 
 
-def parse_object(data: bytes, what: str, source: str, member: str) -> dict[str, Any]:
+def parse_json(data: bytes, what: str, source: str, member: str, expected: type = dict) -> Any:
+    """Parse a metadata file; anything but valid JSON of the expected type is an error."""
     try:
         value = json.loads(go_text(data))  # lenient with bad UTF-8, as Docker is
     except (ValueError, RecursionError) as exc:
         raise TarexportError(f"{what} is not valid JSON ({exc})", source=source, member=member) from None
-    if not isinstance(value, dict):
-        raise TarexportError(f"{what} is not a JSON object", source=source, member=member)
+    if not isinstance(value, expected):
+        kind = "a JSON object" if expected is dict else "a JSON list"
+        raise TarexportError(f"{what} is not {kind}", source=source, member=member)
     return value
 
 
@@ -88,7 +90,7 @@ def platform_matches(descriptor: dict[str, Any], platform: str) -> bool:
 def images_from_layout(container: Container, source: str, repository: str, platform: str) -> list[SourceImage]:
     if not container.exists("oci-layout"):
         raise TarexportError("has no oci-layout file; not an OCI image layout", source=source)
-    index = parse_object(container.read_small("index.json"), "index.json", source, "index.json")
+    index = parse_json(container.read_small("index.json"), "index.json", source, "index.json")
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
         raise TarexportError("index.json has no manifests list", source=source, member="index.json")
@@ -113,7 +115,7 @@ def _add_target(
     """Add the image a descriptor names (through indexes); return its image ID."""
     media_type = descriptor.get("mediaType")
     data, ref = read_verified(container, descriptor, "manifest")
-    document = parse_object(data, "manifest", source, ref.member)
+    document = parse_json(data, "manifest", source, ref.member)
     media_type = media_type or document.get("mediaType")
     if media_type in INDEX_TYPES or (media_type is None and "manifests" in document):
         if depth >= MAX_INDEX_DEPTH:
@@ -207,7 +209,7 @@ def _add_manifest(
 
 
 def diff_ids_of(config: bytes, source: str, member: str) -> list[str]:
-    document = parse_object(config, "config", source, member)
+    document = parse_json(config, "config", source, member)
     rootfs = document.get("rootfs")
     if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
         raise TarexportError("config has no rootfs.diff_ids list", source=source, member=member)
