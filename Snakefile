@@ -28,6 +28,8 @@ try:
     )
 except TarexportError as error:
     sys.exit(f"tarexport: error: {error}")
+except OSError as error:  # an unreadable source: still one line, no traceback
+    sys.exit(f"tarexport: error: {error.filename or ''}: {error.strerror or error}")
 
 BUILD = PIPELINE.build_dir
 OUTPUT = PIPELINE.settings.output

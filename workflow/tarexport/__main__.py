@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except TarexportError as exc:
         print(f"tarexport: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, permissions, a build file removed behind our back
+        print(f"tarexport: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
