@@ -33,6 +33,7 @@ except OSError as error:  # an unreadable source: still one line, no traceback
 
 BUILD = PIPELINE.build_dir
 OUTPUT = PIPELINE.settings.output
+FORMAT = PIPELINE.format
 ENV = "../envs/tarexport.yaml"
 
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
@@ -44,5 +45,7 @@ shell.prefix(f'set -euo pipefail; tarexport() {{{{ {_JOB_COMMAND} "$@"; }}}}; ')
 
 include: "workflow/rules/layers.smk"
 include: "workflow/rules/configs.smk"
+include: "workflow/rules/index.smk"
 include: "workflow/rules/docker.smk"
+include: "workflow/rules/oci.smk"
 include: "workflow/rules/archive.smk"

@@ -115,7 +115,8 @@ def test_digest_reference(catalog, tmp_path) -> None:
 def test_plan_stores_each_diff_once(catalog) -> None:
     plan = make_plan(catalog, ["web", "other:1"])
     assert list(plan.layers) == [ONE.diff_ids[0], TWO.diff_ids[0]]
-    assert plan.repositories is not None and b'"web":{"a":' in plan.repositories
+    assert [p.display for p in plan.images] == ["web:a", "web:c"]
+    assert plan.layer_users == {ONE.diff_ids[0]: "web:a", TWO.diff_ids[0]: "web:c"}
 
 
 def test_digest_needs_a_name_the_image_carries(catalog) -> None:

@@ -9,13 +9,25 @@ import tarfile
 import pytest
 
 from tarexport.errors import TarexportError
-from tarexport.tarball import BLOCK, Entry, header, sort_key, write_tar
+from tarexport.jobs import COMPRESSORS
+from tarexport.tarball import (
+    BLOCK,
+    DOCKER_20,
+    DOCKER_25,
+    CompressingSink,
+    Entry,
+    Sink,
+    TarStyle,
+    header,
+    sort_key,
+    write_tar,
+)
 
 
-def build(tmp_path, entries: list[Entry]) -> bytes:
+def build(tmp_path, entries: list[Entry], style: TarStyle = DOCKER_20, compressor: object = None) -> bytes:
     out = tmp_path / "out.tar"
     with open(out, "wb") as handle:
-        write_tar(entries, handle)
+        write_tar(entries, CompressingSink(handle, compressor) if compressor else Sink(handle), style)
     return out.read_bytes()
 
 
@@ -83,3 +95,29 @@ def test_sort_key_puts_a_directory_before_its_contents() -> None:
     names = ["ab.json", "ab/json", "ab", "a/VERSION", "manifest.json", "ab/VERSION"]
     ordered = sorted((Entry(n, "file", 0) for n in names), key=sort_key)
     assert [e.name for e in ordered] == ["a/VERSION", "ab", "ab/VERSION", "ab/json", "ab.json", "manifest.json"]
+
+
+def test_docker25_style_has_no_type_bits_or_owner_names(tmp_path) -> None:
+    archive = build(tmp_path, sample(tmp_path), DOCKER_25)
+    assert archive[100:108] == b"0000755\0"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as result:
+        assert {(m.uname, m.gname) for m in result.getmembers()} == {("", "")}
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+def test_compressed_output_is_the_same_tar_and_reproducible(tmp_path, kind: str) -> None:
+    import gzip
+
+    import zstandard
+
+    entries = sample(tmp_path)
+    plain = build(tmp_path, entries)
+    first = build(tmp_path, entries, compressor=COMPRESSORS[kind]())
+    second = build(tmp_path, entries, compressor=COMPRESSORS[kind]())
+    assert first == second
+    if kind == "gzip":
+        assert first[4:8] == b"\0\0\0\0"  # no time in the header
+        assert first[3] & 0x08 == 0  # and no file name
+        assert gzip.decompress(first) == plain
+    else:
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(first) == plain

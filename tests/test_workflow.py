@@ -224,7 +224,15 @@ def one_line_error(output: str) -> str:
     ("config", "expected"),
     [
         ({"images": ["tool:2"], "formta": "docker"}, "config key (top level): unknown key ('formta' was unexpected)"),
-        ({"images": ["tool:2"], "format": "tgz"}, "config key format: 'tgz' is not one of ['docker']"),
+        ({"images": ["tool:2"], "format": "tgz"}, "config key format: 'tgz' is not one of ['docker', 'oci']"),
+        (
+            {"images": ["tool:2"], "layers": "keep"},
+            "config key layers: `keep` needs format: oci (format docker stores uncompressed layer.tar)",
+        ),
+        (
+            {"images": ["tool:2"], "compression": "xz"},
+            "config key compression: 'xz' is not one of ['none', 'gzip', 'zstd']",
+        ),
         ({"images": [3]}, "config key images[0]: 3 is not of type 'string'"),
         ({"images": []}, "config key images: [] should be non-empty"),
         ({"images": ["nothere:1"]}, "no such image: nothere:1 (not found in any source)"),

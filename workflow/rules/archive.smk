@@ -4,7 +4,7 @@
 rule export:
     default_target: True
     input:
-        manifest=f"{BUILD}/docker/manifest.json",
+        manifest=f"{BUILD}/{FORMAT}/manifest.json",
         files=PIPELINE.archive_inputs(),
     output:
         OUTPUT,
@@ -14,9 +14,12 @@ rule export:
     conda:
         ENV
     params:
+        format=FORMAT,
+        compression=PIPELINE.settings.compression,
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)
         ),
     shell:
-        "tarexport assemble --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport assemble --format {params.format} --compression {params.compression}"
+        " --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -20,3 +20,24 @@ rule layer_tar:
         recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
     shell:
         "tarexport layer --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"
+
+
+# With `layers: keep`: the source's compressed blob as it is, stored by its digest,
+# after checking it and its uncompressed content.
+rule layer_blob:
+    input:
+        lambda wc: ancient(PIPELINE.blob_source_file(wc.blob)),
+    output:
+        f"{BUILD}/blobs/{{blob}}",
+    log:
+        f"{BUILD}/logs/blobs/{{blob}}.log",
+    wildcard_constraints:
+        blob="[0-9a-f]{64}",
+    conda:
+        ENV
+    params:
+        # names the image in messages; not a rerun trigger (see MessageContext)
+        context=lambda wc: PIPELINE.blob_context(wc.blob),
+        recipe=lambda wc: PIPELINE.blob_recipe(wc.blob),
+    shell:
+        "tarexport layer --keep --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"

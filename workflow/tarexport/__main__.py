@@ -18,7 +18,14 @@ def _layer(args: argparse.Namespace) -> None:
     from .sources import BlobRef
 
     recipe = json.loads(args.recipe)
-    materialize(BlobRef.from_json(recipe["blob"]), recipe["diff_id"], args.output, recipe["label"], args.context)
+    blob = BlobRef.from_json(recipe["blob"])
+    materialize(blob, recipe["diff_id"], args.output, recipe["label"], args.context, keep_compressed=args.keep)
+
+
+def _oci_manifest(args: argparse.Namespace) -> None:
+    from .jobs import write_oci_manifest
+
+    write_oci_manifest(json.loads(args.recipe), args.output)
 
 
 def _config(args: argparse.Namespace) -> None:
@@ -36,7 +43,7 @@ def _v1_dir(args: argparse.Namespace) -> None:
 def _assemble(args: argparse.Namespace) -> None:
     from .jobs import assemble
 
-    assemble(args.build_dir, args.output)
+    assemble(args.build_dir, args.output, args.format, args.compression)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     layer.add_argument("--recipe", required=True)
     layer.add_argument("--output", required=True)
     layer.add_argument("--context", default="", help="the images using it, for messages")
+    layer.add_argument("--keep", action="store_true", help="store the blob as it is, after checking it")
     layer.set_defaults(run=_layer)
     config = commands.add_parser("config", help="copy one image config, verified")
     config.add_argument("--recipe", required=True)
@@ -57,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     v1_dir.add_argument("--json", required=True)
     v1_dir.add_argument("--version", required=True)
     v1_dir.set_defaults(run=_v1_dir)
+    manifest = commands.add_parser("oci-manifest", help="write an image's OCI manifest")
+    manifest.add_argument("--recipe", required=True)
+    manifest.add_argument("--output", required=True)
+    manifest.set_defaults(run=_oci_manifest)
     assemble = commands.add_parser("assemble", help="write the archive from the build directory")
     assemble.add_argument("--build-dir", required=True)
     assemble.add_argument("--output", required=True)
+    assemble.add_argument("--format", choices=["docker", "oci"], default="docker")
+    assemble.add_argument("--compression", choices=["none", "gzip", "zstd"], default="none")
     assemble.set_defaults(run=_assemble)
     args = parser.parse_args(argv)
     try:

@@ -1,4 +1,8 @@
-"""Where each tracked output lives under `build_dir`; the rules and the assembler agree here."""
+"""Where each tracked output lives under `build_dir`; the rules and the assembler agree here.
+
+Layers, kept blobs and configs are content-addressed and shared by every format; each
+format's own small files live in a directory named after it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,25 @@ def layer(build_dir: str, diff_hex: str) -> str:
     return os.path.join(build_dir, "layers", diff_hex + ".tar")
 
 
+def blob(build_dir: str, blob_hex: str) -> str:
+    """A source blob kept as it is (compressed), by its digest."""
+    return os.path.join(build_dir, "blobs", blob_hex)
+
+
 def config(build_dir: str, image_hex: str) -> str:
     return os.path.join(build_dir, "configs", image_hex + ".json")
+
+
+def format_dir(build_dir: str, fmt: str) -> str:
+    return os.path.join(build_dir, fmt)
+
+
+def manifest(build_dir: str, fmt: str) -> str:
+    return os.path.join(build_dir, fmt, "manifest.json")
+
+
+def repositories(build_dir: str, fmt: str) -> str:
+    return os.path.join(build_dir, fmt, "repositories")
 
 
 def v1_json(build_dir: str, v1_id: str) -> str:
@@ -21,9 +42,9 @@ def v1_version(build_dir: str, v1_id: str) -> str:
     return os.path.join(build_dir, "docker", v1_id, "VERSION")
 
 
-def manifest(build_dir: str) -> str:
-    return os.path.join(build_dir, "docker", "manifest.json")
+def oci_manifest(build_dir: str, image_hex: str) -> str:
+    return os.path.join(build_dir, "oci", "manifests", image_hex + ".json")
 
 
-def repositories(build_dir: str) -> str:
-    return os.path.join(build_dir, "docker", "repositories")
+def oci_index(build_dir: str) -> str:
+    return os.path.join(build_dir, "oci", "index.json")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Any
 
 from .digests import sha256_digest
 from .errors import TarexportError
 from .fileio import atomic_output, write_atomically
-from .formats.docker_legacy import VERSION_BYTES, archive_entries, config_diff_ids, v1_layers
+from .formats import docker_legacy, oci
+from .formats.docker_legacy import VERSION_BYTES, config_diff_ids, v1_layers
 from .gojson import decode_v1_image
 from .sources import BlobRef, open_container
-from .tarball import write_tar
+from .tarball import DOCKER_20, DOCKER_25, CompressingSink, Sink, write_tar
 
 
 def copy_config(recipe: dict[str, Any], output: str, image: str = "") -> None:
@@ -46,10 +48,44 @@ def write_v1_dir(recipe: dict[str, Any], json_path: str, version_path: str) -> N
     write_atomically(version_path, VERSION_BYTES)
 
 
-def assemble(build_dir: str, output: str) -> None:
-    entries = archive_entries(build_dir)
+def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
+    """An image's OCI manifest; sizes are those of the finished build files."""
+    config_path = recipe["config"]
+    config = oci.Descriptor(
+        oci.CONFIG_TYPE, "sha256:" + os.path.basename(config_path)[: -len(".json")], os.path.getsize(config_path)
+    )
+    layers = [
+        oci.Descriptor(layer["media_type"], layer["digest"], os.path.getsize(layer["path"]))
+        for layer in recipe["layers"]
+    ]
+    write_atomically(output, oci.manifest_bytes(config, layers))
+
+
+def write_oci_index(entries: list[tuple[str, str, str]], output: str) -> None:
+    """index.json from the finished manifests: (manifest file, full name, tag) per entry."""
+    index = []
+    for manifest_file, full_name, tag in entries:
+        with open(manifest_file, "rb") as handle:
+            data = handle.read()
+        index.append(oci.IndexEntry(oci.Descriptor(oci.MANIFEST_TYPE, sha256_digest(data), len(data)), full_name, tag))
+    write_atomically(output, oci.index_bytes(index))
+
+
+COMPRESSORS = {
+    # Fixed levels, no name or time in the gzip header: the same tar gives the same bytes.
+    "gzip": lambda: zlib.compressobj(6, zlib.DEFLATED, 31),
+    "zstd": lambda: __import__("zstandard").ZstdCompressor(level=3, threads=0).compressobj(),
+}
+
+
+def assemble(build_dir: str, output: str, fmt: str = "docker", compression: str = "none") -> None:
+    if fmt == "docker":
+        entries, style = docker_legacy.archive_entries(build_dir), DOCKER_20
+    else:
+        entries, style = oci.archive_entries(build_dir), DOCKER_25
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")
     with atomic_output(output) as out:
-        write_tar(entries, out)
+        sink = Sink(out) if compression == "none" else CompressingSink(out, COMPRESSORS[compression]())
+        write_tar(entries, sink, style)

@@ -49,8 +49,11 @@ def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
     return _decompress(chunks, lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd")
 
 
-def materialize(blob: BlobRef, diff_id: str, output: str, label: str, image: str = "") -> None:
-    """Write the uncompressed layer to `output` after checking blob digest and diff_id."""
+def materialize(
+    blob: BlobRef, diff_id: str, output: str, label: str, image: str = "", keep_compressed: bool = False
+) -> None:
+    """Write the layer to `output`, uncompressed (or as the blob is, with `keep_compressed`),
+    after checking the blob's digest and the uncompressed bytes against diff_id."""
     where = {"image": image, "source": label, "member": blob.member}
     container = open_container(blob.source_kind, blob.source_path, label)
     try:
@@ -66,6 +69,8 @@ def materialize(blob: BlobRef, diff_id: str, output: str, label: str, image: str
     def hashed() -> Iterator[bytes]:
         for chunk in _chunks(stream):
             blob_hash.update(chunk)
+            if keep_compressed:
+                out.write(chunk)
             yield chunk
 
     with stream:
@@ -81,7 +86,8 @@ def materialize(blob: BlobRef, diff_id: str, output: str, label: str, image: str
             with atomic_output(output) as out:
                 for piece in data:
                     diff_hash.update(piece)
-                    out.write(piece)
+                    if not keep_compressed:
+                        out.write(piece)
                 blob_digest = "sha256:" + blob_hash.hexdigest()
                 if blob.digest and blob_digest != blob.digest:
                     raise TarexportError(f"layer blob has digest {blob_digest}, expected {blob.digest}", **where)

@@ -7,15 +7,17 @@ is cheap, and a parse-time plan avoids checkpoints re-evaluating the DAG.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import buildpaths
 from .digests import hex_of
+from .formats import docker_legacy, oci
+from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
 from .sources import BlobRef
-from .sources.base import recipe_json
+from .sources.base import LayerRef, recipe_json
 
 # Bumped when a job's output bytes change for the same recipe, so Snakemake's
 # params trigger re-runs them (it does not track the package's code).
@@ -36,59 +38,106 @@ class MessageContext:
         return self.text
 
 
+@dataclass(frozen=True)
+class OutputLayer:
+    """A layer as the archive stores it."""
+
+    digest: str  # its blob digest in the archive
+    media_type: str
+    build_file: str
+    source: LayerRef
+
+
 @dataclass
 class Pipeline:
     settings: Settings
     plan: Plan
+    _images_by_hex: dict[str, PlannedImage] = field(init=False)
+    _layers: dict[str, list[OutputLayer]] = field(init=False)  # image hex -> its layers
+    _labels: dict[str, str] = field(init=False)  # source path -> the source as configured
+
+    def __post_init__(self) -> None:
+        self._images_by_hex = {hex_of(p.image.image_id): p for p in self.plan.images}
+        self._labels = {os.path.realpath(spec.resolved): spec.path for spec in self.settings.sources}
+        self._layers = {
+            h: [self._output_layer(layer) for layer in p.image.layers] for h, p in self._images_by_hex.items()
+        }
+        # distinct jobs, first provider in request order
+        self.uncompressed_layers: dict[str, LayerRef] = {}
+        self.kept_blobs: dict[str, LayerRef] = {}
+        for layers in self._layers.values():
+            for layer in layers:
+                if layer.media_type == oci.LAYER_TAR:
+                    self.uncompressed_layers.setdefault(hex_of(layer.digest), self.plan.layers[layer.source.diff_id])
+                else:
+                    self.kept_blobs.setdefault(hex_of(layer.digest), layer.source)
+
+    def _output_layer(self, layer: LayerRef) -> OutputLayer:
+        build = self.build_dir
+        if self.settings.layers == "keep" and layer.compression in ("gzip", "zstd") and layer.blob.digest:
+            return OutputLayer(
+                layer.blob.digest,
+                oci.LAYER_TYPES[layer.compression],
+                buildpaths.blob(build, hex_of(layer.blob.digest)),
+                layer,
+            )
+        diff = layer.diff_id
+        return OutputLayer(diff, oci.LAYER_TAR, buildpaths.layer(build, hex_of(diff)), layer)
 
     @property
     def build_dir(self) -> str:
         return self.settings.build_dir
 
-    # -------- layers
-    def layer_ids(self) -> list[str]:
-        return [hex_of(d) for d in self.plan.layers]
+    @property
+    def format(self) -> str:
+        return self.settings.format
 
+    def _label(self, blob: BlobRef) -> str:
+        return self._labels.get(blob.source_path, blob.source_path)
+
+    def _layer_recipe(self, layer: LayerRef) -> str:
+        blob = layer.blob
+        return recipe_json(
+            {"v": RECIPE_VERSION, "blob": blob.to_json(), "diff_id": layer.diff_id, "label": self._label(blob)}
+        )
+
+    # -------- layers: uncompressed by diff_id, or kept compressed by blob digest
     def layer_source_file(self, diff_hex: str) -> str:
-        return _source_file(self.plan.layers["sha256:" + diff_hex].blob)
+        return _source_file(self.uncompressed_layers[diff_hex].blob)
 
     def layer_recipe(self, diff_hex: str) -> str:
-        layer = self.plan.layers["sha256:" + diff_hex]
-        label = _label_of(self.settings, layer.blob)
-        return recipe_json(
-            {"v": RECIPE_VERSION, "blob": layer.blob.to_json(), "diff_id": layer.diff_id, "label": label}
-        )
+        return self._layer_recipe(self.uncompressed_layers[diff_hex])
 
     def layer_context(self, diff_hex: str) -> MessageContext:
         return MessageContext(self.plan.layer_users["sha256:" + diff_hex])
 
+    def blob_source_file(self, blob_hex: str) -> str:
+        return _source_file(self.kept_blobs[blob_hex].blob)
+
+    def blob_recipe(self, blob_hex: str) -> str:
+        return self._layer_recipe(self.kept_blobs[blob_hex])
+
+    def blob_context(self, blob_hex: str) -> MessageContext:
+        return MessageContext(self.plan.layer_users[self.kept_blobs[blob_hex].diff_id])
+
     # -------- configs
     def config_ids(self) -> list[str]:
-        return [hex_of(p.image.image_id) for p in self.plan.images]
-
-    def _image(self, image_hex: str) -> PlannedImage:
-        return self._images_by_hex[image_hex]
-
-    def __post_init__(self) -> None:
-        self._images_by_hex = {hex_of(p.image.image_id): p for p in self.plan.images}
+        return list(self._images_by_hex)
 
     def config_source_file(self, image_hex: str) -> str:
-        return _source_file(self._image(image_hex).image.config_blob)
+        return _source_file(self._images_by_hex[image_hex].image.config_blob)
 
     def config_context(self, image_hex: str) -> MessageContext:
-        return MessageContext(self._image(image_hex).display)
+        return MessageContext(self._images_by_hex[image_hex].display)
 
     def config_recipe(self, image_hex: str) -> str:
-        image = self._image(image_hex).image
-        label = _label_of(self.settings, image.config_blob)
+        image = self._images_by_hex[image_hex].image
+        blob = image.config_blob
         return recipe_json(
-            {"v": RECIPE_VERSION, "blob": image.config_blob.to_json(), "image_id": image.image_id, "label": label}
+            {"v": RECIPE_VERSION, "blob": blob.to_json(), "image_id": image.image_id, "label": self._label(blob)}
         )
 
-    # -------- v1 directories
-    def v1_ids(self) -> list[str]:
-        return list(self.plan.v1_dirs)
-
+    # -------- docker: v1 directories
     def _v1_is_top(self, v1_id: str) -> bool:
         planned, index = self.plan.v1_dirs[v1_id]
         return index == len(planned.diff_ids) - 1
@@ -110,29 +159,74 @@ class Pipeline:
             recipe["os"] = planned.os
         return recipe_json(recipe)
 
+    # -------- oci: one manifest per image, one index
+    def oci_manifest_inputs(self, image_hex: str) -> list[str]:
+        return [buildpaths.config(self.build_dir, image_hex)] + [layer.build_file for layer in self._layers[image_hex]]
+
+    def oci_manifest_recipe(self, image_hex: str) -> str:
+        layers = [
+            {"path": layer.build_file, "digest": layer.digest, "media_type": layer.media_type}
+            for layer in self._layers[image_hex]
+        ]
+        recipe = {"v": RECIPE_VERSION, "config": buildpaths.config(self.build_dir, image_hex), "layers": layers}
+        return recipe_json(recipe)
+
+    def oci_index_entries(self) -> list[tuple[str, str, str]]:
+        """(manifest file, full name, tag) per index.json entry: one per tag, in request order."""
+        entries = []
+        for image_hex, planned in self._images_by_hex.items():
+            manifest = buildpaths.oci_manifest(self.build_dir, image_hex)
+            entries += [(manifest, str(tag), tag.tag) for tag in planned.tags] or [(manifest, "", "")]
+        return entries
+
+    # -------- manifest.json and repositories
+    def _index_entries(self) -> list[ManifestEntry]:
+        if self.format == "docker":
+            return docker_legacy.index_entries(
+                [
+                    (h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1])
+                    for h, p in self._images_by_hex.items()
+                ]
+            )
+        return [
+            ManifestEntry(
+                oci.blob_path(p.image.image_id),
+                [t.familiar() for t in p.tags] or None,
+                [oci.blob_path(layer.digest) for layer in self._layers[h]],
+                hex_of(p.diff_ids[-1]),  # Docker 25+ maps tags to the top layer's diff_id
+            )
+            for h, p in self._images_by_hex.items()
+        ]
+
+    @property
+    def manifest_json(self) -> bytes:
+        return manifest_json(self._index_entries())
+
+    @property
+    def repositories(self) -> bytes | None:
+        return repositories_json(self._index_entries())
+
     # -------- the archive's inputs
     def archive_inputs(self) -> list[str]:
         build = self.build_dir
-        files = [buildpaths.manifest(build)]
-        if self.plan.repositories is not None:
-            files.append(buildpaths.repositories(build))
+        files = [buildpaths.manifest(build, self.format)]
+        if self.repositories is not None:
+            files.append(buildpaths.repositories(build, self.format))
         files += [buildpaths.config(build, h) for h in self.config_ids()]
-        for v1_id in self.v1_ids():
-            files += [buildpaths.v1_json(build, v1_id), buildpaths.v1_version(build, v1_id)]
-        files += [buildpaths.layer(build, h) for h in self.layer_ids()]
+        if self.format == "docker":
+            for v1_id in self.plan.v1_dirs:
+                files += [buildpaths.v1_json(build, v1_id), buildpaths.v1_version(build, v1_id)]
+        else:
+            files.append(buildpaths.oci_index(build))
+            files += [buildpaths.oci_manifest(build, h) for h in self.config_ids()]
+        files += [buildpaths.layer(build, h) for h in self.uncompressed_layers]
+        files += [buildpaths.blob(build, h) for h in self.kept_blobs]
         return files
 
 
 def _source_file(blob: BlobRef) -> str:
     if blob.source_kind == "oci-layout":
         return os.path.join(blob.source_path, blob.member)
-    return blob.source_path
-
-
-def _label_of(settings: Settings, blob: BlobRef) -> str:
-    for spec in settings.sources:
-        if os.path.realpath(spec.resolved) == blob.source_path:
-            return spec.path
     return blob.source_path
 
 

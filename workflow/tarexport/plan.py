@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import TarexportError
-from .formats.docker_legacy import ManifestEntry, V1Layer, manifest_json, repositories_json, v1_layers
+from .formats.docker_legacy import V1Layer, v1_layers
 from .gojson import decode_v1_image
 from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
 from .sources import SourceImage, SourceSpec, load_images
@@ -80,8 +80,6 @@ class Plan:
     layers: dict[str, LayerRef]  # diff_id -> where to read it (first image in request order)
     layer_users: dict[str, str]  # diff_id -> the images using it, for messages
     v1_dirs: dict[str, tuple[PlannedImage, int]]  # v1 id -> first image and layer index writing it
-    manifest: bytes
-    repositories: bytes | None
 
 
 def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Reference]]]:
@@ -160,12 +158,4 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
                 names.append(entry.display)
             v1_dirs.setdefault(v1.v1_id, (entry, index))
     layer_users = {diff_id: " and ".join(names) for diff_id, names in users.items()}
-    entries = [
-        ManifestEntry(
-            config_hex=p.image.image_id.split(":", 1)[1],
-            repo_tags=[t.familiar() for t in p.tags] or None,
-            layer_v1_ids=[v.v1_id for v in p.v1],
-        )
-        for p in planned
-    ]
-    return Plan(planned, layers, layer_users, v1_dirs, manifest_json(entries), repositories_json(entries))
+    return Plan(planned, layers, layer_users, v1_dirs)

@@ -17,6 +17,8 @@ from .sources import SourceSpec
 class Settings:
     output: str
     format: str
+    layers: str
+    compression: str
     build_dir: str
     platform: str
     sources: list[SourceSpec]
@@ -48,6 +50,10 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         raise TarexportError(f"config key {_key_path(first)}: {_message(first)}")
     defaults = {key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec}
     merged = {**defaults, **config}
+    if merged["format"] == "docker" and merged["layers"] != "uncompressed":
+        raise TarexportError(
+            "config key layers: `keep` needs format: oci (format docker stores uncompressed layer.tar)"
+        )
 
     def resolve(path: str) -> str:
         return os.path.normpath(os.path.join(workdir, os.path.expanduser(path)))
@@ -67,6 +73,8 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
     return Settings(
         output=merged["output"],
         format=merged["format"],
+        layers=merged["layers"],
+        compression=merged["compression"],
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
         sources=sources,

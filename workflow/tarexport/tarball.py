@@ -1,23 +1,35 @@
 """The deterministic tar writer: knows entries and bytes, nothing of images.
 
-Headers are USTAR as Go's archive/tar writes them for `docker save` (mode with
-file-type bits, owner root:root, NUL-terminated octal fields), entries in the
-order given, and the archive ends with two zero blocks and no record padding.
-File data is copied by the kernel.
+Headers are USTAR as Go's archive/tar writes them for `docker save` (NUL-terminated
+octal fields, owner 0:0), entries in the order given, and the archive ends with two
+zero blocks and no record padding. Docker 20.10 puts file-type bits in the mode and
+names the owner `root`; Docker 25+ does neither (`TarStyle`). Uncompressed output
+gets file data copied by the kernel; compressed output streams it through the compressor.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import TarexportError
 
 BLOCK = 512
+CHUNK = 1 << 20
 DIR_MODE = 0o040755
 FILE_MODE = 0o100644
 SYMLINK_MODE = 0o120777
+
+
+@dataclass(frozen=True)
+class TarStyle:
+    type_bits: bool  # mode carries S_IFDIR/S_IFREG/S_IFLNK, as Docker 20.10 writes
+    owner_name: str  # uname and gname
+
+
+DOCKER_20 = TarStyle(type_bits=True, owner_name="root")
+DOCKER_25 = TarStyle(type_bits=False, owner_name="")
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,12 @@ def _split_name(name: str) -> tuple[str, str]:
     raise TarexportError(f"tar member name {name!r} is too long for USTAR")
 
 
-def header(name: str, mode: int, size: int, mtime: int, typeflag: bytes, linkname: str = "") -> bytes:
+def header(
+    name: str, mode: int, size: int, mtime: int, typeflag: bytes, linkname: str = "", style: TarStyle = DOCKER_20
+) -> bytes:
     prefix, short = _split_name(name)
+    if not style.type_bits:
+        mode &= 0o7777
     fields = [
         _text(short, 100, "name"),
         _octal(mode, 8),
@@ -67,8 +83,8 @@ def header(name: str, mode: int, size: int, mtime: int, typeflag: bytes, linknam
         typeflag,
         _text(linkname, 100, "link target"),
         b"ustar\x0000",
-        _text("root", 32, "user"),
-        _text("root", 32, "group"),
+        _text(style.owner_name, 32, "user"),
+        _text(style.owner_name, 32, "group"),
         _octal(0, 8),  # devmajor
         _octal(0, 8),  # devminor
         _text(prefix, 155, "name prefix"),
@@ -78,43 +94,74 @@ def header(name: str, mode: int, size: int, mtime: int, typeflag: bytes, linknam
     return block[:148] + format(checksum, "06o").encode() + b"\0 " + block[156:]
 
 
-def _copy_file(path: str, out: BinaryIO, expected_size: int) -> None:
-    out.flush()
-    with open(path, "rb") as source:
-        size = os.fstat(source.fileno()).st_size
-        if size != expected_size:
-            raise TarexportError(f"{path} changed size while being archived")
-        offset = 0
-        out_fd = out.fileno()
-        while offset < size:
-            try:
+class Sink:
+    """Where archive bytes go: a file, with the data of other files copied by the kernel."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def copy_file(self, path: str, size: int) -> None:
+        self.out.flush()
+        out_fd = self.out.fileno()
+        with open(path, "rb") as source:
+            offset = 0
+            while offset < size:
                 sent = os.sendfile(out_fd, source.fileno(), offset, size - offset)
-            except OSError as exc:
-                raise TarexportError(f"cannot write archive ({exc.strerror or exc})") from None
-            if sent == 0:
-                raise TarexportError(f"{path} shrank while being archived")
-            offset += sent
-    # sendfile moves the fd offset; keep the buffered writer in step
-    out.seek(0, os.SEEK_END)
+                if sent == 0:
+                    raise TarexportError(f"{path} shrank while being archived")
+                offset += sent
+        # sendfile moved the descriptor's offset; keep the buffered writer in step
+        self.out.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        self.out.flush()
 
 
-def write_tar(entries: list[Entry], out: BinaryIO) -> None:
+class CompressingSink(Sink):
+    """Archive bytes through a compressor (an object with compress() and flush())."""
+
+    def __init__(self, out: BinaryIO, compressor: Any):
+        super().__init__(out)
+        self.compressor = compressor
+
+    def write(self, data: bytes) -> None:
+        self.out.write(self.compressor.compress(data))
+
+    def copy_file(self, path: str, size: int) -> None:
+        with open(path, "rb") as source:
+            left = size
+            while left > 0:
+                chunk = source.read(min(left, CHUNK))
+                if not chunk:
+                    raise TarexportError(f"{path} shrank while being archived")
+                left -= len(chunk)
+                self.write(chunk)
+
+    def close(self) -> None:
+        self.out.write(self.compressor.flush())
+        self.out.flush()
+
+
+def write_tar(entries: list[Entry], sink: Sink, style: TarStyle = DOCKER_20) -> None:
     """Write entries in the given order, then the end-of-archive marker."""
     for entry in entries:
         if entry.kind == "dir":
-            out.write(header(entry.name + "/", DIR_MODE, 0, entry.mtime, b"5"))
+            sink.write(header(entry.name + "/", DIR_MODE, 0, entry.mtime, b"5", style=style))
         elif entry.kind == "symlink":
-            out.write(header(entry.name, SYMLINK_MODE, 0, entry.mtime, b"2", entry.target))
+            sink.write(header(entry.name, SYMLINK_MODE, 0, entry.mtime, b"2", entry.target, style=style))
         elif entry.data is not None:
-            out.write(header(entry.name, FILE_MODE, len(entry.data), entry.mtime, b"0"))
-            out.write(entry.data)
-            out.write(b"\0" * (-len(entry.data) % BLOCK))
+            sink.write(header(entry.name, FILE_MODE, len(entry.data), entry.mtime, b"0", style=style))
+            sink.write(entry.data + b"\0" * (-len(entry.data) % BLOCK))
         else:
             size = os.stat(entry.path).st_size
-            out.write(header(entry.name, FILE_MODE, size, entry.mtime, b"0"))
-            _copy_file(entry.path, out, size)
-            out.write(b"\0" * (-size % BLOCK))
-    out.write(b"\0" * (2 * BLOCK))
+            sink.write(header(entry.name, FILE_MODE, size, entry.mtime, b"0", style=style))
+            sink.copy_file(entry.path, size)
+            sink.write(b"\0" * (-size % BLOCK))
+    sink.write(b"\0" * (2 * BLOCK))
+    sink.close()
 
 
 def sort_key(entry: Entry) -> list[str]:

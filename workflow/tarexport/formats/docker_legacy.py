@@ -15,6 +15,7 @@ from .. import buildpaths
 from ..digests import chain_ids, hex_of
 from ..gojson import UNIX_EPOCH, RawJSON, V1Image, decode_v1_image, encode_string, encode_value, go_text
 from ..tarball import Entry, sort_key
+from .saveindex import ManifestEntry, parse_manifest_json
 
 VERSION_BYTES = b"1.0"
 
@@ -66,60 +67,12 @@ def v1_layers(config: V1Image | None, diff_ids: list[str], os_name: str = "") ->
     return layers
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    config_hex: str
-    repo_tags: list[str] | None  # familiar names; None for an image saved by ID
-    layer_v1_ids: list[str]
-
-
-def manifest_json(entries: list[ManifestEntry]) -> bytes:
-    """manifest.json as json.NewEncoder(...).Encode writes it: compact, trailing newline."""
-    items = []
-    for entry in entries:
-        layers = [f"{v1_id}/layer.tar" for v1_id in entry.layer_v1_ids]
-        items.append(
-            "{"
-            + '"Config":'
-            + encode_string(entry.config_hex + ".json")
-            + ',"RepoTags":'
-            + encode_value(entry.repo_tags)
-            + ',"Layers":'
-            + encode_value(layers)
-            + "}"
-        )
-    return ("[" + ",".join(items) + "]\n").encode()
-
-
-def repositories_json(entries: list[ManifestEntry]) -> bytes | None:
-    """`repositories`: familiar name -> tag -> top layer v1 ID; None when nothing is tagged."""
-    repos: dict[str, dict[str, str]] = {}
-    for entry in entries:
-        for tag_ref in entry.repo_tags or []:
-            name, tag = split_familiar_tag(tag_ref)
-            repos.setdefault(name, {})[tag] = entry.layer_v1_ids[-1]
-    if not repos:
-        return None
-    return (encode_value(repos) + "\n").encode()
-
-
-def split_familiar_tag(tagged: str) -> tuple[str, str]:
-    name, _, tag = tagged.rpartition(":")
-    return name, tag
-
-
-def parse_manifest_json(data: bytes) -> list[ManifestEntry]:
-    """Read back a manifest.json this module wrote."""
-    entries = []
-    for item in json.loads(data):
-        entries.append(
-            ManifestEntry(
-                config_hex=item["Config"].removesuffix(".json"),
-                repo_tags=item["RepoTags"],
-                layer_v1_ids=[layer.split("/", 1)[0] for layer in item["Layers"]],
-            )
-        )
-    return entries
+def index_entries(images: list[tuple[str, list[str] | None, list[str]]]) -> list[ManifestEntry]:
+    """manifest.json entries from (image ID hex, familiar tags, v1 IDs) in request order."""
+    return [
+        ManifestEntry(f"{image_hex}.json", tags, [f"{v1_id}/layer.tar" for v1_id in v1_ids], v1_ids[-1])
+        for image_hex, tags, v1_ids in images
+    ]
 
 
 def config_diff_ids(config_bytes: bytes) -> list[str]:
@@ -142,19 +95,21 @@ def archive_entries(build_dir: str) -> list[Entry]:
     other recipe: the first v1 directory (in manifest order) holding a diff gets the
     file, later ones a relative symlink to it, as Docker writes shared layers.
     """
-    with open(buildpaths.manifest(build_dir), "rb") as handle:
+    with open(buildpaths.manifest(build_dir, "docker"), "rb") as handle:
         manifest_bytes = handle.read()
     entries = parse_manifest_json(manifest_bytes)
     out: list[Entry] = []
     written_dirs: set[str] = set()
     diff_home: dict[str, str] = {}
     for entry in entries:
-        config_path = buildpaths.config(build_dir, entry.config_hex)
+        config_hex = entry.config.removesuffix(".json")
+        config_path = buildpaths.config(build_dir, config_hex)
         with open(config_path, "rb") as handle:
             config_bytes = handle.read()
         created = file_mtime(decode_v1_image(config_bytes, config_path).values["created"].unix_seconds())
-        out.append(Entry(entry.config_hex + ".json", "file", created, path=config_path))
-        for v1_id, diff_id in zip(entry.layer_v1_ids, config_diff_ids(config_bytes), strict=True):
+        out.append(Entry(entry.config, "file", created, path=config_path))
+        v1_ids = [layer.split("/", 1)[0] for layer in entry.layers]
+        for v1_id, diff_id in zip(v1_ids, config_diff_ids(config_bytes), strict=True):
             if v1_id in written_dirs:
                 continue
             written_dirs.add(v1_id)
@@ -169,6 +124,6 @@ def archive_entries(build_dir: str) -> list[Entry]:
                 out.append(Entry(f"{v1_id}/layer.tar", "symlink", created, target=f"../{home}/layer.tar"))
     out.append(Entry("manifest.json", "file", 0, data=manifest_bytes))
     if any(entry.repo_tags for entry in entries):
-        with open(buildpaths.repositories(build_dir), "rb") as handle:
+        with open(buildpaths.repositories(build_dir, "docker"), "rb") as handle:
             out.append(Entry("repositories", "file", 0, data=handle.read()))
     return sorted(out, key=sort_key)

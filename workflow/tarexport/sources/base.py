@@ -59,6 +59,7 @@ class BlobRef:
 class LayerRef:
     diff_id: str
     blob: BlobRef
+    compression: str = ""  # "none", "gzip" or "zstd" from the media type; "" when not recorded
 
 
 @dataclass

@@ -193,7 +193,7 @@ def _add_manifest(
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise TarexportError(f"layer {digest} has no valid size", source=source, member=member)
         blob = BlobRef(manifest_ref.source_kind, manifest_ref.source_path, blob_member(digest), digest, size)
-        layers.append(LayerRef(diff_id, blob))
+        layers.append(LayerRef(diff_id, blob, LAYER_TYPES[media_type]))
     image = images.get(image_id)
     if image is None:
         image = SourceImage(image_id, config, config_ref, layers, source)

@@ -1,0 +1,38 @@
+# format oci: one OCI manifest per image, and index.json naming them.
+
+
+rule oci_manifest:
+    input:
+        lambda wc: PIPELINE.oci_manifest_inputs(wc.image),
+    output:
+        f"{BUILD}/oci/manifests/{{image}}.json",
+    log:
+        f"{BUILD}/logs/oci/{{image}}.log",
+    wildcard_constraints:
+        image="[0-9a-f]{64}",
+    localrule: True
+    conda:
+        ENV
+    params:
+        recipe=lambda wc: PIPELINE.oci_manifest_recipe(wc.image),
+    shell:
+        "tarexport oci-manifest --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+
+
+rule oci_index:
+    input:
+        [entry[0] for entry in PIPELINE.oci_index_entries()],
+    output:
+        f"{BUILD}/oci/index.json",
+    log:
+        f"{BUILD}/logs/oci/index.log",
+    localrule: True
+    conda:
+        ENV
+    params:
+        # one entry per tag, in request order: (manifest file, full name, tag)
+        entries=PIPELINE.oci_index_entries(),
+    run:
+        from tarexport.jobs import write_oci_index
+
+        write_oci_index(params.entries, output[0])
