@@ -145,3 +145,58 @@ class Podman:
     def stop(self) -> None:
         subprocess.run(["umount", "-R", self.base], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Containerd:
+    """A private containerd (root, state and socket of its own), as k3s or kind run it."""
+
+    def __init__(self) -> None:
+        self.base = tempfile.mkdtemp(prefix="txc", dir="/tmp")
+        self.socket = os.path.join(self.base, "sock")
+        config = os.path.join(self.base, "config.toml")
+        with open(config, "w") as handle:
+            handle.write(
+                "version = 2\n"
+                f'root = "{self.base}/root"\nstate = "{self.base}/state"\n'
+                f'[grpc]\n  address = "{self.socket}"\n'
+                '[plugins."io.containerd.grpc.v1.cri"]\n  disable = true\n'
+            )
+        self.log = open(os.path.join(self.base, "containerd.log"), "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            ["containerd", "--config", config], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("containerd exited")
+            if subprocess.run(["ctr", "-a", self.socket, "version"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("containerd did not start")
+
+    def ctr(self, *args: str) -> str:
+        result = subprocess.run(["ctr", "-a", self.socket, "-n", "test", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def images(self) -> dict[str, str]:
+        """Image name -> manifest (or index) digest."""
+        out = {}
+        for line in self.ctr("images", "ls").splitlines()[1:]:
+            fields = line.split()
+            out[fields[0]] = fields[2]
+        return out
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        subprocess.run(["umount", "-R", self.base], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -1,0 +1,248 @@
+"""`format: oci`: the layout Docker 25+ writes, loaded by Docker 20.10, podman, skopeo and
+containerd; compressed archives; kept compressed layers; multi-platform sources."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+
+import pytest
+import zstandard
+
+from tests.engines import Containerd, require
+from tests.imagefactory import (
+    Image,
+    LayoutEntry,
+    make_config,
+    make_layer,
+    oci_layout_from_docker_save,
+    write_multiplatform_layout,
+    write_oci_layout,
+)
+from tests.oracle import (
+    MULTI,
+    Oracle,
+    assert_docker_loads,
+    assert_podman_loads,
+    assert_skopeo_reads,
+    expected_tags,
+    members,
+)
+from tests.workflowrun import export, sha256_file, snakemake, write_config
+
+LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def result(work: str, name: str = "images.tar") -> str:
+    return os.path.join(work, "results", name)
+
+
+def read_member(archive: str, name: str) -> bytes:
+    with tarfile.open(archive) as handle:
+        return handle.extractfile(name).read()  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def layout(multi_save: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = str(tmp_path_factory.mktemp("ocilayout") / "layout")
+    oci_layout_from_docker_save(multi_save, root)  # gzip layers, as a registry would hold them
+    return root
+
+
+@pytest.fixture(scope="module")
+def oci_export(oracle: Oracle, layout: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    work = str(tmp_path_factory.mktemp("ociwork"))
+    export(work, sources=[layout], images=[*MULTI, oracle.ids["untagged"]], format="oci")
+    return result(work)
+
+
+def test_the_layout_docker_25_writes(oracle: Oracle, oci_export: str) -> None:
+    entries = members(oci_export)
+    assert {kind for kind, _, _ in entries.values()} == {"dir", "file"}  # no symlinks
+    blobs = {name: content for name, (kind, _, content) in entries.items() if name.startswith("blobs/sha256/")}
+    for name, content in blobs.items():
+        assert name == "blobs/sha256/" + hashlib.sha256(content).hexdigest()  # type: ignore[arg-type]
+    assert sorted(set(entries) - set(blobs)) == [
+        "blobs",
+        "blobs/sha256",
+        "index.json",
+        "manifest.json",
+        "oci-layout",
+        "repositories",
+    ]
+    assert entries["oci-layout"][2] == b'{"imageLayoutVersion": "1.0.0"}'
+
+    index = json.loads(read_member(oci_export, "index.json"))
+    names = [(m.get("annotations") or {}) for m in index["manifests"]]
+    assert names == [
+        {"io.containerd.image.name": "docker.io/library/base:1", "org.opencontainers.image.ref.name": "1"},
+        {"io.containerd.image.name": "docker.io/library/base:latest", "org.opencontainers.image.ref.name": "latest"},
+        {"io.containerd.image.name": "docker.io/library/app:1", "org.opencontainers.image.ref.name": "1"},
+        {"io.containerd.image.name": "docker.io/library/solo:1", "org.opencontainers.image.ref.name": "1"},
+        {"io.containerd.image.name": "docker.io/library/rep:1", "org.opencontainers.image.ref.name": "1"},
+        {},  # the untagged image: one entry, no names
+    ]
+    saved = json.loads(read_member(oci_export, "manifest.json"))
+    order = ["base", "app", "solo", "rep", "untagged"]
+    assert [item["Config"] for item in saved] == ["blobs/sha256/" + oracle.ids[s].split(":")[1] for s in order]
+    for item in saved:
+        config = json.loads(blobs[item["Config"]])  # type: ignore[arg-type]
+        assert item["Layers"] == ["blobs/sha256/" + d.split(":")[1] for d in config["rootfs"]["diff_ids"]]
+    repositories = json.loads(read_member(oci_export, "repositories"))
+    assert repositories["app"]["1"] == saved[1]["Layers"][-1].rsplit("/", 1)[1]  # the top layer's diff_id
+    for descriptor in index["manifests"]:
+        manifest = json.loads(blobs["blobs/sha256/" + descriptor["digest"].split(":")[1]])  # type: ignore[arg-type]
+        assert manifest["mediaType"] == descriptor["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        assert {layer["mediaType"] for layer in manifest["layers"]} == {LAYER_TAR}
+
+
+def test_docker_20_loads_it(oracle: Oracle, oci_export: str) -> None:
+    assert_docker_loads(oci_export, oracle)
+
+
+def test_podman_loads_it(oracle: Oracle, oci_export: str) -> None:
+    assert_podman_loads(oci_export, expected_tags(oracle))
+
+
+def test_skopeo_reads_it_as_docker_archive(oracle: Oracle, oci_export: str) -> None:
+    assert_skopeo_reads(oci_export, expected_tags(oracle))
+
+
+def test_skopeo_reads_it_as_oci_archive(oracle: Oracle, layout: str, tmp_path) -> None:
+    # oci-archive references name the ref name (a tag alone): export tags that are unique
+    export(str(tmp_path), sources=[layout], images=["app:1", "base:latest"], format="oci")
+    expected = {oracle.ids["app"]: {"app:1"}, oracle.ids["base"]: {"base:latest"}}
+    assert_skopeo_reads(result(str(tmp_path)), expected, transport="oci-archive")
+
+
+def containerd_names(archive: str) -> dict[str, str]:
+    require("containerd")
+    daemon = Containerd()
+    try:
+        daemon.ctr("images", "import", archive)
+        return daemon.images()
+    finally:
+        daemon.stop()
+
+
+def index_names(archive: str) -> dict[str, str]:
+    index = json.loads(read_member(archive, "index.json"))
+    return {
+        m["annotations"]["io.containerd.image.name"]: m["digest"] for m in index["manifests"] if m.get("annotations")
+    }
+
+
+def test_containerd_imports_it(oci_export: str) -> None:
+    assert containerd_names(oci_export) == index_names(oci_export)
+
+
+def test_kept_layers_are_the_source_blobs(oracle: Oracle, layout: str, tmp_path) -> None:
+    export(str(tmp_path), sources=[layout], images=["app:1", "solo:1"], format="oci", layers="keep")
+    archive = result(str(tmp_path))
+    entries = members(archive)
+    saved = json.loads(read_member(archive, "manifest.json"))
+    for item in saved:
+        for layer in item["Layers"]:
+            with open(os.path.join(layout, layer), "rb") as handle:
+                assert entries[layer][2] == handle.read()  # the gzip blob, byte for byte
+            assert entries[layer][2][:2] == b"\x1f\x8b"
+    expected = {oracle.ids["app"]: {"app:1"}, oracle.ids["solo"]: {"solo:1"}}
+    assert_docker_loads(archive, oracle, expected)
+    assert containerd_names(archive) == index_names(archive)
+
+
+def test_compressed_archives_load(oracle: Oracle, layout: str, tmp_path) -> None:
+    expected = {oracle.ids["app"]: {"app:1"}}
+    for compression in ("gzip", "zstd"):
+        work = str(tmp_path / compression)
+        os.makedirs(work)
+        output = f"out.tar.{compression}"
+        export(work, sources=[layout], images=["app:1"], format="oci", compression=compression, output=output)
+        archive = os.path.join(work, output)
+        if compression == "gzip":
+            assert_docker_loads(archive, oracle, expected)  # Docker 20.10 reads gzip, not zstd
+        assert_podman_loads(archive, expected)
+        # ctr 1.6 reads only plain tar; k3s decompresses .tar.gz/.tar.zst itself, as here
+        plain = os.path.join(work, "plain.tar")
+        with open(plain, "wb") as handle:
+            handle.write(decompress(archive, compression))
+        assert containerd_names(plain) == index_names(plain)
+
+
+def decompress(archive: str, compression: str) -> bytes:
+    with open(archive, "rb") as handle:
+        data = handle.read()
+    if compression == "gzip":
+        return gzip.decompress(data)
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+def test_own_output_is_a_source(oracle: Oracle, oci_export: str, multi_save: str, tmp_path) -> None:
+    """A Docker 25+ style archive (ours) as a source gives the same docker archive."""
+    images = [*MULTI, oracle.ids["untagged"]]
+    from_oci = str(tmp_path / "a")
+    from_docker = str(tmp_path / "b")
+    os.makedirs(from_oci)
+    os.makedirs(from_docker)
+    export(from_oci, sources=[oci_export], images=images)
+    export(from_docker, sources=[multi_save], images=images)
+    assert sha256_file(result(from_oci)) == sha256_file(result(from_docker))
+
+
+# ---------------------------------------------------------------- without Docker
+
+ONE = [make_layer({"one": b"1" * 3000}), make_layer({"two": b"2"})]
+SIMPLE = Image(ONE, make_config(ONE))
+
+
+def test_reproducible_in_every_compression(tmp_path) -> None:
+    source = write_oci_layout(str(tmp_path / "src"), [LayoutEntry(SIMPLE, ["example.com/one:1"])])
+    for compression in ("none", "gzip", "zstd"):
+        digests = []
+        for cores in ("1", "2"):
+            work = str(tmp_path / f"{compression}-{cores}")
+            os.makedirs(work)
+            export(
+                work,
+                "--cores",
+                cores,
+                sources=[source],
+                images=["example.com/one:1"],
+                format="oci",
+                compression=compression,
+            )
+            digests.append(sha256_file(result(work)))
+        assert digests[0] == digests[1], compression
+
+
+def platform_image(arch: str) -> Image:
+    layers = [make_layer({"arch": arch.encode()})]
+    cpu, _, variant = arch.partition("/")
+    return Image(layers, make_config(layers, architecture=cpu, variant=variant))
+
+
+def test_platform_is_picked_from_an_index(tmp_path) -> None:
+    images = {
+        "linux/amd64": platform_image("amd64"),
+        "linux/arm64": platform_image("arm64"),
+        "linux/arm/v7": platform_image("arm/v7"),
+    }
+    source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1")
+    for platform, image in images.items():
+        work = str(tmp_path / platform.replace("/", "-"))
+        os.makedirs(work)
+        export(work, sources=[source], images=["example.com/multi:1"], platform=platform)
+        saved = json.loads(read_member(result(work), "manifest.json"))
+        assert saved[0]["Config"] == image.image_id.split(":")[1] + ".json"
+    work = str(tmp_path / "missing")
+    os.makedirs(work)
+    run = snakemake(
+        work, configfile=write_config(work, sources=[source], images=["example.com/multi:1"], platform="linux/s390x")
+    )
+    assert run.returncode != 0
+    assert (
+        "index has no manifest for platform linux/s390x (it has: linux/amd64, linux/arm/v7, linux/arm64)" in run.output
+    )
