@@ -246,3 +246,39 @@ def test_platform_is_picked_from_an_index(tmp_path) -> None:
     assert (
         "index has no manifest for platform linux/s390x (it has: linux/amd64, linux/arm/v7, linux/arm64)" in run.output
     )
+
+
+def test_all_platforms_keep_the_index(tmp_path) -> None:
+    images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64", "arm/v7")}
+    source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1")
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    config = {"sources": [source], "images": ["example.com/multi:1"], "format": "oci", "platform": "linux/arm64"}
+    export(work, **config, platforms="all")
+    archive = result(work)
+    entries = members(archive)
+    (entry,) = json.loads(read_member(archive, "index.json"))["manifests"]
+    assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert entry["annotations"]["io.containerd.image.name"] == "example.com/multi:1"
+    index = json.loads(entries["blobs/sha256/" + entry["digest"].split(":")[1]][2])
+    found = {}
+    for child in index["manifests"]:
+        manifest = json.loads(entries["blobs/sha256/" + child["digest"].split(":")[1]][2])
+        platform = "/".join(
+            filter(None, (child["platform"]["os"], child["platform"]["architecture"], child["platform"].get("variant")))
+        )
+        found[platform] = manifest["config"]["digest"]
+        for layer in manifest["layers"]:
+            assert "blobs/sha256/" + layer["digest"].split(":")[1] in entries
+    assert found == {platform: image.image_id for platform, image in images.items()}
+    # manifest.json (what Docker loads) names the chosen platform only
+    saved = json.loads(read_member(archive, "manifest.json"))
+    assert [item["Config"] for item in saved] == ["blobs/sha256/" + images["linux/arm64"].image_id.split(":")[1]]
+    assert containerd_names(archive) == index_names(archive)
+
+    # `chosen` (the default) keeps one platform: no index, the arm64 manifest
+    single = str(tmp_path / "single")
+    os.makedirs(single)
+    export(single, **config)
+    (entry,) = json.loads(read_member(result(single), "index.json"))["manifests"]
+    assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"

@@ -30,9 +30,28 @@ rule oci_index:
     conda:
         ENV
     params:
-        # one entry per tag, in request order: (manifest file, full name, tag)
+        # one entry per tag, in request order: (file, media type, full name, tag)
         entries=PIPELINE.oci_index_entries(),
     run:
         from tarexport.jobs import write_oci_index
 
         write_oci_index(params.entries, output[0])
+
+
+# With `platforms: all`: a multi-platform index over our manifests, one per source index.
+rule oci_image_index:
+    input:
+        lambda wc: PIPELINE.oci_image_index_inputs(wc.index),
+    output:
+        f"{BUILD}/oci/indexes/{{index}}.json",
+    log:
+        f"{BUILD}/logs/oci/index-{{index}}.log",
+    wildcard_constraints:
+        index="[0-9a-f]{64}",
+    localrule: True
+    conda:
+        ENV
+    params:
+        recipe=lambda wc: PIPELINE.oci_image_index_recipe(wc.index),
+    shell:
+        "tarexport oci-image-index --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"

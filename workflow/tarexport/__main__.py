@@ -28,6 +28,12 @@ def _oci_manifest(args: argparse.Namespace) -> None:
     write_oci_manifest(json.loads(args.recipe), args.output)
 
 
+def _oci_image_index(args: argparse.Namespace) -> None:
+    from .jobs import write_oci_image_index
+
+    write_oci_image_index(json.loads(args.recipe), args.output)
+
+
 def _config(args: argparse.Namespace) -> None:
     from .jobs import copy_config
 
@@ -69,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest.add_argument("--recipe", required=True)
     manifest.add_argument("--output", required=True)
     manifest.set_defaults(run=_oci_manifest)
+    image_index = commands.add_parser("oci-image-index", help="write a multi-platform index over our manifests")
+    image_index.add_argument("--recipe", required=True)
+    image_index.add_argument("--output", required=True)
+    image_index.set_defaults(run=_oci_image_index)
     assemble = commands.add_parser("assemble", help="write the archive from the build directory")
     assemble.add_argument("--build-dir", required=True)
     assemble.add_argument("--output", required=True)

@@ -48,3 +48,8 @@ def oci_manifest(build_dir: str, image_hex: str) -> str:
 
 def oci_index(build_dir: str) -> str:
     return os.path.join(build_dir, "oci", "index.json")
+
+
+def oci_image_index(build_dir: str, index_hex: str) -> str:
+    """Our copy of a multi-platform index, named by the source index's digest."""
+    return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")

@@ -61,14 +61,22 @@ def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
     write_atomically(output, oci.manifest_bytes(config, layers))
 
 
-def write_oci_index(entries: list[tuple[str, str, str]], output: str) -> None:
-    """index.json from the finished manifests: (manifest file, full name, tag) per entry."""
-    index = []
-    for manifest_file, full_name, tag in entries:
-        with open(manifest_file, "rb") as handle:
-            data = handle.read()
-        index.append(oci.IndexEntry(oci.Descriptor(oci.MANIFEST_TYPE, sha256_digest(data), len(data)), full_name, tag))
+def _descriptor_of(path: str, media_type: str) -> oci.Descriptor:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return oci.Descriptor(media_type, sha256_digest(data), len(data))
+
+
+def write_oci_index(entries: list[tuple[str, str, str, str]], output: str) -> None:
+    """index.json from the finished manifests and indexes: (file, media type, full name, tag)."""
+    index = [oci.IndexEntry(_descriptor_of(path, media_type), name, tag) for path, media_type, name, tag in entries]
     write_atomically(output, oci.index_bytes(index))
+
+
+def write_oci_image_index(platforms: list[tuple[str, dict[str, Any]]], output: str) -> None:
+    """A multi-platform index over our manifests: (manifest file, platform) per platform."""
+    children = [(_descriptor_of(path, oci.MANIFEST_TYPE), platform) for path, platform in platforms]
+    write_atomically(output, oci.image_index_bytes(children))
 
 
 COMPRESSORS = {

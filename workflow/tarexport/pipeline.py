@@ -57,7 +57,8 @@ class Pipeline:
     _labels: dict[str, str] = field(init=False)  # source path -> the source as configured
 
     def __post_init__(self) -> None:
-        self._images_by_hex = {hex_of(p.image.image_id): p for p in self.plan.images}
+        # every image whose blobs go into the archive: the requested ones, then other platforms
+        self._images_by_hex = {hex_of(p.image.image_id): p for p in self.plan.images + self.plan.platform_images}
         self._labels = {os.path.realpath(spec.resolved): spec.path for spec in self.settings.sources}
         self._layers = {
             h: [self._output_layer(layer) for layer in p.image.layers] for h, p in self._images_by_hex.items()
@@ -171,22 +172,47 @@ class Pipeline:
         recipe = {"v": RECIPE_VERSION, "config": buildpaths.config(self.build_dir, image_hex), "layers": layers}
         return recipe_json(recipe)
 
-    def oci_index_entries(self) -> list[tuple[str, str, str]]:
-        """(manifest file, full name, tag) per index.json entry: one per tag, in request order."""
+    def oci_image_indexes(self) -> list[str]:
+        """Hex digests of the source indexes kept whole (`platforms: all`)."""
+        return sorted({hex_of(index.digest) for index in self.plan.tag_indexes.values()})
+
+    def oci_image_index_inputs(self, index_hex: str) -> list[str]:
+        return [buildpaths.oci_manifest(self.build_dir, hex_of(i)) for _, i in self._kept_index(index_hex).platforms]
+
+    def oci_image_index_recipe(self, index_hex: str) -> str:
+        """(manifest file, platform) per platform, in the source index's order."""
+        index = self._kept_index(index_hex)
+        platforms = [(buildpaths.oci_manifest(self.build_dir, hex_of(i)), p) for p, i in index.platforms]
+        return recipe_json(platforms)
+
+    def _kept_index(self, index_hex: str) -> Any:
+        return next(i for i in self.plan.tag_indexes.values() if hex_of(i.digest) == index_hex)
+
+    def oci_index_entries(self) -> list[tuple[str, str, str, str]]:
+        """(file, media type, full name, tag) per index.json entry: one per tag, in request order.
+
+        A tag that names a kept multi-platform index points at our copy of that index.
+        """
         entries = []
-        for image_hex, planned in self._images_by_hex.items():
-            manifest = buildpaths.oci_manifest(self.build_dir, image_hex)
-            entries += [(manifest, str(tag), tag.tag) for tag in planned.tags] or [(manifest, "", "")]
+        for planned in self.plan.images:
+            manifest = buildpaths.oci_manifest(self.build_dir, hex_of(planned.image.image_id))
+            if not planned.tags:
+                entries.append((manifest, oci.MANIFEST_TYPE, "", ""))
+            for tag in planned.tags:
+                index = self.plan.tag_indexes.get(tag)
+                if index is None:
+                    entries.append((manifest, oci.MANIFEST_TYPE, str(tag), tag.tag))
+                else:
+                    path = buildpaths.oci_image_index(self.build_dir, hex_of(index.digest))
+                    entries.append((path, oci.INDEX_TYPE, str(tag), tag.tag))
         return entries
 
     # -------- manifest.json and repositories
     def _index_entries(self) -> list[ManifestEntry]:
+        requested = [(hex_of(p.image.image_id), p) for p in self.plan.images]
         if self.format == "docker":
             return docker_legacy.index_entries(
-                [
-                    (h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1])
-                    for h, p in self._images_by_hex.items()
-                ]
+                [(h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1]) for h, p in requested]
             )
         return [
             ManifestEntry(
@@ -195,7 +221,7 @@ class Pipeline:
                 [oci.blob_path(layer.digest) for layer in self._layers[h]],
                 hex_of(p.diff_ids[-1]),  # Docker 25+ maps tags to the top layer's diff_id
             )
-            for h, p in self._images_by_hex.items()
+            for h, p in requested
         ]
 
     @property
@@ -219,6 +245,7 @@ class Pipeline:
         else:
             files.append(buildpaths.oci_index(build))
             files += [buildpaths.oci_manifest(build, h) for h in self.config_ids()]
+            files += [buildpaths.oci_image_index(build, h) for h in self.oci_image_indexes()]
         files += [buildpaths.layer(build, h) for h in self.uncompressed_layers]
         files += [buildpaths.blob(build, h) for h in self.kept_blobs]
         return files
@@ -232,5 +259,5 @@ def _source_file(blob: BlobRef) -> str:
 
 def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
     settings = load_settings(config, schema_path, workdir)
-    catalog = build_catalog(settings.sources, settings.platform)
+    catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all")
     return Pipeline(settings, make_plan(catalog, settings.images))

@@ -13,7 +13,7 @@ from .formats.docker_legacy import V1Layer, v1_layers
 from .gojson import decode_v1_image
 from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
 from .sources import SourceImage, SourceSpec, load_images
-from .sources.base import LayerRef
+from .sources.base import LayerRef, SourceIndex
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Catalog:
     images: dict[str, SourceImage] = field(default_factory=dict)  # first source wins
     tags: dict[Reference, str] = field(default_factory=dict)  # tag -> image ID
     tag_sources: dict[Reference, str] = field(default_factory=dict)
+    tag_indexes: dict[Reference, SourceIndex] = field(default_factory=dict)  # with `platforms: all`
 
     def add(self, image: SourceImage) -> None:
         known = self.images.setdefault(image.image_id, image)
@@ -52,11 +53,16 @@ class Catalog:
         return found[0]
 
 
-def build_catalog(specs: list[SourceSpec], platform: str) -> Catalog:
+def build_catalog(specs: list[SourceSpec], platform: str, all_platforms: bool = False) -> Catalog:
     catalog = Catalog()
     for spec in specs:
-        for image in load_images(spec, platform):
+        contents = load_images(spec, platform, all_platforms)
+        for image in contents.images:
             catalog.add(image)
+        for index in contents.indexes:
+            for name in index.names:
+                if name.tag:
+                    catalog.tag_indexes.setdefault(Reference(name.name, name.tag), index)
     return catalog
 
 
@@ -76,7 +82,9 @@ class PlannedImage:
 
 @dataclass
 class Plan:
-    images: list[PlannedImage]
+    images: list[PlannedImage]  # what manifest.json lists: the requested images
+    platform_images: list[PlannedImage]  # the other platforms of kept indexes (format oci)
+    tag_indexes: dict[Reference, SourceIndex]  # requested tags that name a kept index
     layers: dict[str, LayerRef]  # diff_id -> where to read it (first image in request order)
     layer_users: dict[str, str]  # diff_id -> the images using it, for messages
     v1_dirs: dict[str, tuple[PlannedImage, int]]  # v1 id -> first image and layer index writing it
@@ -138,24 +146,36 @@ def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Refer
 
 
 def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
-    planned: list[PlannedImage] = []
-    for image_id, tags in resolve(catalog, requests):
-        image = catalog.images[image_id]
-        label = tags[0].familiar() if tags else image_id
-        config = decode_v1_image(image.config, f"image {label}, source {image.source}: config")
-        diff_ids = [layer.diff_id for layer in image.layers]
-        if not diff_ids:
-            raise TarexportError("has no layers; docker save cannot export it either", image=label, source=image.source)
-        planned.append(PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), config.values["os"]))
+    planned = [_plan_image(catalog, image_id, tags) for image_id, tags in resolve(catalog, requests)]
+    tag_indexes = {tag: catalog.tag_indexes[tag] for p in planned for tag in p.tags if tag in catalog.tag_indexes}
+    wanted = {p.image.image_id for p in planned}
+    platform_images = []
+    for index in tag_indexes.values():
+        for _, image_id in index.platforms:
+            if image_id not in wanted:
+                wanted.add(image_id)
+                platform_images.append(_plan_image(catalog, image_id, []))
     layers: dict[str, LayerRef] = {}
     users: dict[str, list[str]] = {}
     v1_dirs: dict[str, tuple[PlannedImage, int]] = {}
-    for entry in planned:
-        for index, (layer, v1) in enumerate(zip(entry.image.layers, entry.v1, strict=True)):
+    for entry in planned + platform_images:
+        for layer in entry.image.layers:
             layers.setdefault(layer.diff_id, layer)
             names = users.setdefault(layer.diff_id, [])
             if entry.display not in names:
                 names.append(entry.display)
+    for entry in planned:
+        for index, v1 in enumerate(entry.v1):
             v1_dirs.setdefault(v1.v1_id, (entry, index))
     layer_users = {diff_id: " and ".join(names) for diff_id, names in users.items()}
-    return Plan(planned, layers, layer_users, v1_dirs)
+    return Plan(planned, platform_images, tag_indexes, layers, layer_users, v1_dirs)
+
+
+def _plan_image(catalog: Catalog, image_id: str, tags: list[Reference]) -> PlannedImage:
+    image = catalog.images[image_id]
+    label = tags[0].familiar() if tags else image_id
+    config = decode_v1_image(image.config, f"image {label}, source {image.source}: config")
+    diff_ids = [layer.diff_id for layer in image.layers]
+    if not diff_ids:
+        raise TarexportError("has no layers; docker save cannot export it either", image=label, source=image.source)
+    return PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), config.values["os"])

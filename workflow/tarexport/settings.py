@@ -21,6 +21,7 @@ class Settings:
     compression: str
     build_dir: str
     platform: str
+    platforms: str
     sources: list[SourceSpec]
     images: list[str]
 
@@ -77,6 +78,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         compression=merged["compression"],
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
+        platforms=merged["platforms"],
         sources=sources,
         images=list(merged["images"]),
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from .. import buildpaths
 from ..digests import hex_of, sha256_digest
-from ..gojson import decode_v1_image, encode_string, encode_value, go_text
+from ..errors import TarexportError
+from ..gojson import decode_v1_image, encode_string, encode_value
 from ..tarball import Entry, sort_key
 from .docker_legacy import file_mtime
 from .saveindex import parse_manifest_json
@@ -35,14 +37,35 @@ class Descriptor:
     digest: str
     size: int
 
-    def encode(self, annotations: dict[str, str] | None = None) -> str:
-        # ocispec.Descriptor field order: mediaType, digest, size, urls, annotations, ...
-        text = (
-            f'{{"mediaType":{encode_string(self.media_type)},"digest":{encode_string(self.digest)},"size":{self.size}'
-        )
+    def encode(self, annotations: dict[str, str] | None = None, platform: dict[str, Any] | None = None) -> str:
+        # ocispec.Descriptor field order: mediaType, digest, size, urls, annotations, data, platform
+        text = '{"mediaType":' + encode_string(self.media_type) + ',"digest":' + encode_string(self.digest)
+        text += f',"size":{self.size}'
         if annotations:
             text += ',"annotations":' + encode_value(annotations)
+        if platform is not None:
+            text += ',"platform":' + encode_platform(platform)
         return text + "}"
+
+
+def encode_platform(platform: dict[str, Any]) -> str:
+    """ocispec.Platform: architecture, os, os.version, os.features, variant (the last three omitempty)."""
+    text = '{"architecture":' + encode_string(str(platform.get("architecture", "")))
+    text += ',"os":' + encode_string(str(platform.get("os", "")))
+    if platform.get("os.version"):
+        text += ',"os.version":' + encode_string(str(platform["os.version"]))
+    features = platform.get("os.features")
+    if isinstance(features, list) and features:
+        text += ',"os.features":' + encode_value([str(f) for f in features])
+    if platform.get("variant"):
+        text += ',"variant":' + encode_string(str(platform["variant"]))
+    return text + "}"
+
+
+def image_index_bytes(children: list[tuple[Descriptor, dict[str, Any]]]) -> bytes:
+    """A multi-platform image index over our manifests, one per platform."""
+    items = ",".join(descriptor.encode(platform=platform) for descriptor, platform in children)
+    return ('{"schemaVersion":2,"mediaType":"' + INDEX_TYPE + '","manifests":[' + items + "]}").encode()
 
 
 def manifest_bytes(config: Descriptor, layers: list[Descriptor]) -> bytes:
@@ -60,7 +83,7 @@ def manifest_bytes(config: Descriptor, layers: list[Descriptor]) -> bytes:
 
 @dataclass(frozen=True)
 class IndexEntry:
-    manifest: Descriptor
+    manifest: Descriptor  # an image manifest, or a multi-platform index
     full_name: str  # "" for an untagged image
     tag: str
 
@@ -84,9 +107,8 @@ def layer_build_file(build_dir: str, descriptor: Descriptor) -> str:
     return buildpaths.blob(build_dir, hex_of(descriptor.digest))
 
 
-def parse_manifest(data: bytes) -> tuple[Descriptor, list[Descriptor]]:
+def _descriptors(document: dict[str, Any]) -> tuple[Descriptor, list[Descriptor]]:
     """Config and layer descriptors of a manifest this module wrote."""
-    document = json.loads(go_text(data))
 
     def descriptor(item: dict[str, object]) -> Descriptor:
         return Descriptor(str(item["mediaType"]), str(item["digest"]), int(item["size"]))  # type: ignore[call-overload]
@@ -95,33 +117,52 @@ def parse_manifest(data: bytes) -> tuple[Descriptor, list[Descriptor]]:
 
 
 def archive_entries(build_dir: str) -> list[Entry]:
-    """The archive's entries from the build directory, images in manifest.json order.
+    """The archive's entries, found by walking from index.json through the build directory.
 
-    A blob shared by several images is written once, stamped with the `created` of the
-    first image using it (Docker stamps blobs with their image's `created`).
+    Blobs are written once each; layers and configs are stamped with the `created` of the
+    first image using them (as Docker stamps blobs with their image's), the rest with 0.
     """
-    with open(buildpaths.manifest(build_dir, "oci"), "rb") as handle:
-        saved = parse_manifest_json(handle.read())
+    documents: dict[str, str] = {}  # digest -> file, for our manifests and indexes
+    for directory in ("manifests", "indexes"):
+        folder = os.path.join(buildpaths.format_dir(build_dir, "oci"), directory)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                documents[sha256_digest(handle.read())] = path
     blobs: dict[str, Entry] = {}
-    for entry in saved:
-        image_hex = entry.config.rsplit("/", 1)[1]
-        manifest_file = buildpaths.oci_manifest(build_dir, image_hex)
-        with open(manifest_file, "rb") as handle:
-            manifest = handle.read()
-        config, layers = parse_manifest(manifest)
+
+    def add(digest: str, path: str, mtime: int) -> None:
+        name = blob_path(digest)
+        blobs.setdefault(name, Entry(name, "file", mtime, path=path))
+
+    def walk(descriptor: dict[str, Any]) -> None:
+        path = documents.get(descriptor["digest"])
+        if path is None:
+            raise TarexportError(f"build file for {descriptor['digest']} is missing; run the workflow again")
+        add(descriptor["digest"], path, 0)
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read())
+        if descriptor["mediaType"] == INDEX_TYPE:
+            for child in document["manifests"]:
+                walk(child)
+            return
+        config, layers = _descriptors(document)
         config_file = buildpaths.config(build_dir, hex_of(config.digest))
         with open(config_file, "rb") as handle:
             created = file_mtime(decode_v1_image(handle.read(), config_file).values["created"].unix_seconds())
-        found = [(sha256_digest(manifest), manifest_file, 0), (config.digest, config_file, created)]
-        found += [(layer.digest, layer_build_file(build_dir, layer), created) for layer in layers]
-        for digest, path, mtime in found:
-            name = blob_path(digest)
-            blobs.setdefault(name, Entry(name, "file", mtime, path=path))
-    directory = buildpaths.format_dir(build_dir, "oci")
+        add(config.digest, config_file, created)
+        for layer in layers:
+            add(layer.digest, layer_build_file(build_dir, layer), created)
+
+    with open(buildpaths.oci_index(build_dir), "rb") as handle:
+        for descriptor in json.loads(handle.read())["manifests"]:
+            walk(descriptor)
+    with open(buildpaths.manifest(build_dir, "oci"), "rb") as handle:
+        tagged = any(entry.repo_tags for entry in parse_manifest_json(handle.read()))
     out = [Entry("blobs", "dir", 0), Entry("blobs/sha256", "dir", 0), *blobs.values()]
     out.append(Entry("index.json", "file", 0, path=buildpaths.oci_index(build_dir)))
     out.append(Entry("manifest.json", "file", 0, path=buildpaths.manifest(build_dir, "oci")))
     out.append(Entry("oci-layout", "file", 0, data=LAYOUT_BYTES))
-    if any(entry.repo_tags for entry in saved):
-        out.append(Entry("repositories", "file", 0, path=os.path.join(directory, "repositories")))
+    if tagged:
+        out.append(Entry("repositories", "file", 0, path=buildpaths.repositories(build_dir, "oci")))
     return sorted(out, key=sort_key)

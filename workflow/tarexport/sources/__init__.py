@@ -10,7 +10,7 @@ from ..errors import TarexportError
 from .base import BlobRef, SourceImage
 from .containers import Container, DirectoryContainer, TarContainer
 from .docker_archive import images_from_manifest
-from .oci_layout import images_from_layout
+from .oci_layout import LayoutContents, images_from_layout
 
 __all__ = ["BlobRef", "SourceImage", "SourceSpec", "load_images", "open_container"]
 
@@ -41,19 +41,21 @@ def open_container(kind: str, path: str, label: str) -> Container:
     return TarContainer(path, label)
 
 
-def load_images(spec: SourceSpec, platform: str) -> list[SourceImage]:
-    """Every image a source holds, with its names."""
+def load_images(spec: SourceSpec, platform: str, all_platforms: bool = False) -> LayoutContents:
+    """Every image a source holds, with its names (and, with all_platforms, its indexes)."""
     kind = spec.type or detect_type(spec)
     if kind == "oci-layout":
         if not os.path.isdir(spec.resolved):
             raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
-        return images_from_layout(DirectoryContainer(spec.resolved, spec.path), spec.path, spec.repository, platform)
+        container: Container = DirectoryContainer(spec.resolved, spec.path)
+        return images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
     if not os.path.isfile(spec.resolved):
         raise TarexportError("is not a file (type: docker-archive)", source=spec.path)
     container = TarContainer(spec.resolved, spec.path)
-    images: list[SourceImage] = []
+    contents = LayoutContents([], [])
     if container.exists("oci-layout") and container.exists("index.json"):
-        images = images_from_layout(container, spec.path, spec.repository, platform)
+        contents = images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+    images = contents.images
     if container.exists("manifest.json"):
         by_id = {image.image_id: image for image in images}
         for image in images_from_manifest(container, spec.path):
@@ -67,4 +69,4 @@ def load_images(spec: SourceSpec, platform: str) -> list[SourceImage]:
         raise TarexportError(
             "has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path
         )
-    return images
+    return contents

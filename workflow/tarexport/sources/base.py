@@ -83,3 +83,13 @@ class SourceImage:
 def recipe_json(value: Any) -> str:
     """A stable JSON text for a job recipe (Snakemake compares params by repr)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class SourceIndex:
+    """A multi-platform index in a source, kept whole with `platforms: all`."""
+
+    digest: str
+    source: str
+    platforms: list[tuple[dict[str, Any], str]]  # (platform descriptor, image ID), in index order
+    names: list[Reference]

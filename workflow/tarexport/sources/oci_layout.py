@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..digests import check_digest, hex_of, sha256_digest
@@ -17,6 +18,7 @@ from .base import (
     BlobRef,
     LayerRef,
     SourceImage,
+    SourceIndex,
 )
 from .containers import Container
 
@@ -87,71 +89,87 @@ def platform_matches(descriptor: dict[str, Any], platform: str) -> bool:
     return have == wanted[: len(have)]
 
 
-def images_from_layout(container: Container, source: str, repository: str, platform: str) -> list[SourceImage]:
+def platform_name(platform: Any) -> str:
+    if not isinstance(platform, dict):
+        return ""
+    return "/".join(str(p) for p in (platform.get("os"), platform.get("architecture"), platform.get("variant")) if p)
+
+
+@dataclass
+class LayoutContents:
+    images: list[SourceImage]
+    indexes: list[SourceIndex]
+
+
+def images_from_layout(
+    container: Container, source: str, repository: str, platform: str, all_platforms: bool = False
+) -> LayoutContents:
+    """The images of a layout. Through a multi-platform index a name gets the image for
+    `platform`; with `all_platforms` every platform's image is read and the index recorded."""
     if not container.exists("oci-layout"):
         raise TarexportError("has no oci-layout file; not an OCI image layout", source=source)
     index = parse_json(container.read_small("index.json"), "index.json", source, "index.json")
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
         raise TarexportError("index.json has no manifests list", source=source, member="index.json")
-    images: dict[str, SourceImage] = {}
+    reader = _LayoutReader(container, source, platform, all_platforms)
     for entry in manifests:
         if not isinstance(entry, dict):
             raise TarexportError("index.json entry is not an object", source=source, member="index.json")
         names = names_from_annotations(entry.get("annotations"), repository)
-        _add_target(container, source, entry, names, platform, images, depth=0)
-    return list(images.values())
+        reader.add_target(entry, names, depth=0)
+    return LayoutContents(list(reader.images.values()), reader.indexes)
 
 
-def _add_target(
-    container: Container,
-    source: str,
-    descriptor: dict[str, Any],
-    names: list[Reference],
-    platform: str,
-    images: dict[str, SourceImage],
-    depth: int,
-) -> str:
-    """Add the image a descriptor names (through indexes); return its image ID."""
-    media_type = descriptor.get("mediaType")
-    data, ref = read_verified(container, descriptor, "manifest")
-    document = parse_json(data, "manifest", source, ref.member)
-    media_type = media_type or document.get("mediaType")
-    if media_type in INDEX_TYPES or (media_type is None and "manifests" in document):
+@dataclass
+class _LayoutReader:
+    container: Container
+    source: str
+    platform: str
+    all_platforms: bool
+    images: dict[str, SourceImage] = field(default_factory=dict)
+    indexes: list[SourceIndex] = field(default_factory=list)
+
+    def add_target(self, descriptor: dict[str, Any], names: list[Reference], depth: int) -> str:
+        """Add the image a descriptor names (through indexes); return its image ID."""
+        source = self.source
+        media_type = descriptor.get("mediaType")
+        data, ref = read_verified(self.container, descriptor, "manifest")
+        document = parse_json(data, "manifest", source, ref.member)
+        media_type = media_type or document.get("mediaType")
+        if media_type in INDEX_TYPES or (media_type is None and "manifests" in document):
+            return self._add_index(document, ref, names, depth)
+        if media_type not in MANIFEST_TYPES and media_type is not None:
+            raise TarexportError(f"unsupported manifest media type {media_type!r}", source=source, member=ref.member)
+        return _add_manifest(self.container, source, document, ref, names, self.images)
+
+    def _add_index(self, document: dict[str, Any], ref: BlobRef, names: list[Reference], depth: int) -> str:
+        source = self.source
         if depth >= MAX_INDEX_DEPTH:
             raise TarexportError("image indexes nest too deep", source=source, member=ref.member)
         children = document.get("manifests")
-        if not isinstance(children, list):
+        if not isinstance(children, list) or not all(isinstance(c, dict) for c in children):
             raise TarexportError("image index has no manifests list", source=source, member=ref.member)
-        chosen = [c for c in children if isinstance(c, dict) and platform_matches(c, platform)]
+        chosen = [c for c in children if platform_matches(c, self.platform)]
         if not chosen:
-            have = sorted(
-                {
-                    "/".join(
-                        p
-                        for p in (
-                            c["platform"].get("os"),
-                            c["platform"].get("architecture"),
-                            c["platform"].get("variant"),
-                        )
-                        if p
-                    )
-                    for c in children
-                    if isinstance(c, dict) and isinstance(c.get("platform"), dict)
-                }
-            )
-            label = ", ".join(str(n) for n in names) or ref.digest
+            have = sorted({platform_name(c.get("platform")) for c in children} - {""})
             raise TarexportError(
-                f"index has no manifest for platform {platform} (it has: {', '.join(have) or 'none'})",
-                image=label,
+                f"index has no manifest for platform {self.platform} (it has: {', '.join(have) or 'none'})",
+                image=", ".join(n.familiar() for n in names) or ref.digest,
                 source=source,
             )
-        image_id = _add_target(container, source, chosen[0], names, platform, images, depth + 1)
-        images[image_id].manifest_digests.add(ref.digest)  # `repo@<index digest>` names it too
+        image_id = self.add_target(chosen[0], names, depth + 1)
+        self.images[image_id].manifest_digests.add(ref.digest)  # `repo@<index digest>` names it too
+        if self.all_platforms:
+            platforms = []
+            for child in children:
+                name = platform_name(child.get("platform"))
+                if not name or "unknown" in name:
+                    continue  # attestations and the like: not an image to run
+                child_id = image_id if child is chosen[0] else self.add_target(child, [], depth + 1)
+                platforms.append((child["platform"], child_id))
+            self.indexes.append(SourceIndex(ref.digest, source, platforms, names))
         return image_id
-    if media_type not in MANIFEST_TYPES and media_type is not None:
-        raise TarexportError(f"unsupported manifest media type {media_type!r}", source=source, member=ref.member)
-    return _add_manifest(container, source, document, ref, names, images)
 
 
 def _add_manifest(
