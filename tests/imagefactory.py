@@ -33,6 +33,12 @@ DOCKER_TYPES = {
 }
 
 
+FOREIGN_TYPES = {
+    kind: "application/vnd.oci.image.layer.nondistributable.v1.tar" + suffix
+    for kind, suffix in (("none", ""), ("gzip", "+gzip"), ("zstd", "+zstd"))
+}
+
+
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -97,6 +103,8 @@ class LayoutEntry:
     compression: str = "gzip"
     family: str = "oci"  # or "docker" media types
     name_style: str = "both"  # "both", "containerd", "ref"
+    foreign: dict[int, list[str]] = field(default_factory=dict)  # layer index -> URLs: non-distributable
+    omit_foreign: bool = False  # leave the foreign layers' blobs out, as registries do
 
 
 def _write_blob(root: str, data: bytes) -> str:
@@ -113,11 +121,19 @@ def manifest_for(root: str, entry: LayoutEntry) -> tuple[bytes, dict[str, object
     types = OCI_TYPES if entry.family == "oci" else DOCKER_TYPES
     config_digest = _write_blob(root, entry.image.config)
     layer_descriptors = []
-    for layer in entry.image.layers:
+    for number, layer in enumerate(entry.image.layers):
         blob = compress(layer, entry.compression)
-        layer_descriptors.append(
-            {"mediaType": types[entry.compression], "digest": _write_blob(root, blob), "size": len(blob)}
-        )
+        descriptor: dict[str, object] = {
+            "mediaType": types[entry.compression],
+            "digest": _write_blob(root, blob),
+            "size": len(blob),
+        }
+        if number in entry.foreign:
+            descriptor["mediaType"] = FOREIGN_TYPES[entry.compression]
+            descriptor["urls"] = entry.foreign[number]
+            if entry.omit_foreign:
+                os.unlink(os.path.join(root, "blobs", "sha256", str(descriptor["digest"]).split(":")[1]))
+        layer_descriptors.append(descriptor)
     manifest = {
         "schemaVersion": 2,
         "mediaType": types["manifest"],
@@ -185,8 +201,13 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     archive.addfile(info, io.BytesIO(data))
 
 
-def write_docker_archive(path: str, images: list[tuple[Image, list[str]]]) -> str:
-    """A legacy docker-save style archive (layers by diff_id, not Docker's v1 IDs)."""
+def write_docker_archive(
+    path: str, images: list[tuple[Image, list[str]]], layer_sources: dict[str, dict[str, object]] | None = None
+) -> str:
+    """A legacy docker-save style archive (layers by diff_id, not Docker's v1 IDs).
+
+    `layer_sources` (diff_id -> descriptor) marks foreign layers, as Docker records them.
+    """
     manifest = []
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
         written: set[str] = set()
@@ -202,7 +223,11 @@ def write_docker_archive(path: str, images: list[tuple[Image, list[str]]]) -> st
                     _add(archive, name, layer)
                     written.add(name)
                 layer_names.append(name)
-            manifest.append({"Config": config_name, "RepoTags": tags or None, "Layers": layer_names})
+            item: dict[str, object] = {"Config": config_name, "RepoTags": tags or None, "Layers": layer_names}
+            foreign = {d: v for d, v in (layer_sources or {}).items() if d in image.diff_ids}
+            if foreign:
+                item["LayerSources"] = foreign
+            manifest.append(item)
         _add(archive, "manifest.json", json.dumps(manifest).encode())
     return path
 

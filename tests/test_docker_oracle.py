@@ -202,3 +202,39 @@ def test_crafted_configs_match_docker_byte_for_byte(oracle: Oracle, tmp_path, ca
     ours = os.path.join(work, "results", "images.tar")
     assert_same_as_docker(ours, saved)
     assert sha256_file(ours) == sha256_file(saved)
+
+
+def test_foreign_layer_sources(oracle: Oracle, tmp_path) -> None:
+    """A foreign layer (as Windows base layers are) keeps its LayerSources entry.
+
+    Docker 20.10 on Linux drops LayerSources when it loads an image, so its save cannot
+    show them: everything else must match, and the entry must be Go's encoding.
+    """
+    layers = [make_layer({"base": b"foreign base"}), make_layer({"app": b"app"})]
+    image = Image(layers, make_config(layers))
+    descriptor = {
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "size": 1234,
+        "digest": "sha256:" + "f" * 64,
+        "urls": ["https://example.invalid/base?a=1&b=<2>"],
+    }
+    source = write_docker_archive(
+        str(tmp_path / "foreign.tar"), [(image, ["foreign:1"])], {image.diff_ids[0]: descriptor}
+    )
+    oracle.engine.docker("load", "-i", source)
+    saved = oracle.save("foreign.tar", "foreign:1")
+    export(str(tmp_path), sources=[source], images=["foreign:1"])
+    ours = os.path.join(str(tmp_path), "results", "images.tar")
+    assert_same_as_docker(ours, saved)
+    entry = (
+        '"LayerSources":{"'
+        + image.diff_ids[0]
+        + '":{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",'
+        '"size":1234,"digest":"sha256:'
+        + "f" * 64
+        + '","urls":["https://example.invalid/base?a=1\\u0026b=\\u003c2\\u003e"]}}'
+    )
+    assert member_bytes(ours, "manifest.json") == member_bytes(saved, "manifest.json").replace(
+        b"]}]", b"]," + entry.encode() + b"}]"
+    )
+    assert_docker_loads(ours, oracle, {image.image_id: {"foreign:1"}})

@@ -282,3 +282,51 @@ def test_all_platforms_keep_the_index(tmp_path) -> None:
     export(single, **config)
     (entry,) = json.loads(read_member(result(single), "index.json"))["manifests"]
     assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+
+
+FOREIGN_URL = "https://example.invalid/base.tar.gz"
+
+
+def foreign_source(tmp_path, omit: bool) -> str:
+    return write_oci_layout(
+        str(tmp_path / f"foreign-{omit}"),
+        [LayoutEntry(SIMPLE, ["example.com/win:1"], foreign={0: [FOREIGN_URL]}, omit_foreign=omit)],
+    )
+
+
+def manifest_blob(archive: str) -> dict:
+    (entry,) = json.loads(read_member(archive, "index.json"))["manifests"]
+    return json.loads(read_member(archive, "blobs/sha256/" + entry["digest"].split(":")[1]))
+
+
+def test_foreign_layer_with_bytes(tmp_path) -> None:
+    source = foreign_source(tmp_path, omit=False)
+    for layers in ("uncompressed", "keep"):
+        work = str(tmp_path / layers)
+        os.makedirs(work)
+        export(work, sources=[source], images=["example.com/win:1"], format="oci", layers=layers)
+        saved = json.loads(read_member(result(work), "manifest.json"))
+        (origin,) = saved[0]["LayerSources"].values()
+        assert origin["urls"] == [FOREIGN_URL] and origin["mediaType"].endswith("nondistributable.v1.tar+gzip")
+        first = manifest_blob(result(work))["layers"][0]
+        if layers == "keep":  # still non-distributable, with its URLs, and its bytes
+            assert first["urls"] == [FOREIGN_URL] and first["mediaType"] == origin["mediaType"]
+        else:  # we hold the bytes: a plain layer
+            assert first["mediaType"] == LAYER_TAR and "urls" not in first
+        assert "blobs/sha256/" + first["digest"].split(":")[1] in members(result(work))
+
+
+def test_foreign_layer_without_bytes(tmp_path) -> None:
+    source = foreign_source(tmp_path, omit=True)
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    base = {"sources": [source], "images": ["example.com/win:1"]}
+    run = snakemake(work, configfile=write_config(work, **base, format="oci"))
+    assert run.returncode != 0
+    assert f"is foreign (non-distributable, served from {FOREIGN_URL}) and the source does not hold it" in run.output
+    run = snakemake(work, configfile=write_config(work, **base, foreign_layers="skip"))
+    assert run.returncode != 0 and "format docker needs every layer's bytes" in run.output
+    export(work, **base, format="oci", foreign_layers="skip")
+    first = manifest_blob(result(work))["layers"][0]
+    assert first["urls"] == [FOREIGN_URL] and first["mediaType"].endswith("nondistributable.v1.tar+gzip")
+    assert "blobs/sha256/" + first["digest"].split(":")[1] not in members(result(work))

@@ -55,7 +55,13 @@ def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
         oci.CONFIG_TYPE, "sha256:" + os.path.basename(config_path)[: -len(".json")], os.path.getsize(config_path)
     )
     layers = [
-        oci.Descriptor(layer["media_type"], layer["digest"], os.path.getsize(layer["path"]))
+        oci.Descriptor(
+            layer["media_type"],
+            layer["digest"],
+            # a left-out foreign layer has no file: its recorded size stands
+            os.path.getsize(layer["path"]) if layer["path"] else layer["size"],
+            tuple(layer["urls"]),
+        )
         for layer in recipe["layers"]
     ]
     write_atomically(output, oci.manifest_bytes(config, layers))

@@ -12,12 +12,13 @@ from typing import Any
 
 from . import buildpaths
 from .digests import hex_of
+from .errors import TarexportError
 from .formats import docker_legacy, oci
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
 from .sources import BlobRef
-from .sources.base import LayerRef, recipe_json
+from .sources.base import ForeignSource, LayerRef, recipe_json
 
 # Bumped when a job's output bytes change for the same recipe, so Snakemake's
 # params trigger re-runs them (it does not track the package's code).
@@ -44,8 +45,9 @@ class OutputLayer:
 
     digest: str  # its blob digest in the archive
     media_type: str
-    build_file: str
+    build_file: str  # "" for a foreign layer left out (`foreign_layers: skip`)
     source: LayerRef
+    urls: tuple[str, ...] = ()
 
 
 @dataclass
@@ -68,6 +70,8 @@ class Pipeline:
         self.kept_blobs: dict[str, LayerRef] = {}
         for layers in self._layers.values():
             for layer in layers:
+                if not layer.build_file:
+                    continue  # a foreign layer left out
                 if layer.media_type == oci.LAYER_TAR:
                     self.uncompressed_layers.setdefault(hex_of(layer.digest), self.plan.layers[layer.source.diff_id])
                 else:
@@ -75,15 +79,41 @@ class Pipeline:
 
     def _output_layer(self, layer: LayerRef) -> OutputLayer:
         build = self.build_dir
+        foreign = layer.foreign
+        if foreign is not None and not foreign.present:
+            return self._absent_foreign_layer(layer, foreign)
         if self.settings.layers == "keep" and layer.compression in ("gzip", "zstd") and layer.blob.digest:
+            media_type = oci.LAYER_TYPES[layer.compression]
+            if foreign is not None:  # kept as it is: still non-distributable, with its URLs
+                media_type = oci.FOREIGN_LAYER_TYPES[layer.compression]
             return OutputLayer(
                 layer.blob.digest,
-                oci.LAYER_TYPES[layer.compression],
+                media_type,
                 buildpaths.blob(build, hex_of(layer.blob.digest)),
                 layer,
+                foreign.urls if foreign else (),
             )
         diff = layer.diff_id
         return OutputLayer(diff, oci.LAYER_TAR, buildpaths.layer(build, hex_of(diff)), layer)
+
+    def _absent_foreign_layer(self, layer: LayerRef, foreign: ForeignSource) -> OutputLayer:
+        users = self.plan.layer_users[layer.diff_id]
+        where = f"served from {', '.join(foreign.urls)}" if foreign.urls else "with no URL"
+        if self.settings.foreign_layers != "skip":
+            raise TarexportError(
+                f"layer {layer.diff_id} is foreign (non-distributable, {where}) and the source does not hold it;"
+                " add a source that does, or set foreign_layers: skip (format oci) to export without its bytes",
+                image=users,
+                source=self._label(layer.blob),
+            )
+        if self.format != "oci":
+            raise TarexportError(
+                f"layer {layer.diff_id} is foreign and missing; format docker needs every layer's bytes",
+                image=users,
+                source=self._label(layer.blob),
+            )
+        media_type = oci.FOREIGN_LAYER_TYPES.get(layer.compression or "none", oci.FOREIGN_LAYER_TYPES["none"])
+        return OutputLayer(foreign.digest, media_type, "", layer, foreign.urls)
 
     @property
     def build_dir(self) -> str:
@@ -162,11 +192,19 @@ class Pipeline:
 
     # -------- oci: one manifest per image, one index
     def oci_manifest_inputs(self, image_hex: str) -> list[str]:
-        return [buildpaths.config(self.build_dir, image_hex)] + [layer.build_file for layer in self._layers[image_hex]]
+        layers = [layer.build_file for layer in self._layers[image_hex] if layer.build_file]
+        return [buildpaths.config(self.build_dir, image_hex), *layers]
 
     def oci_manifest_recipe(self, image_hex: str) -> str:
         layers = [
-            {"path": layer.build_file, "digest": layer.digest, "media_type": layer.media_type}
+            {
+                "path": layer.build_file,
+                "digest": layer.digest,
+                "media_type": layer.media_type,
+                # a left-out foreign layer keeps its recorded size and URLs
+                "size": layer.source.foreign.size if layer.source.foreign and not layer.build_file else -1,
+                "urls": list(layer.urls),
+            }
             for layer in self._layers[image_hex]
         ]
         recipe = {"v": RECIPE_VERSION, "config": buildpaths.config(self.build_dir, image_hex), "layers": layers}
@@ -212,7 +250,10 @@ class Pipeline:
         requested = [(hex_of(p.image.image_id), p) for p in self.plan.images]
         if self.format == "docker":
             return docker_legacy.index_entries(
-                [(h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1]) for h, p in requested]
+                [
+                    (h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1], _layer_sources(p))
+                    for h, p in requested
+                ]
             )
         return [
             ManifestEntry(
@@ -220,6 +261,7 @@ class Pipeline:
                 [t.familiar() for t in p.tags] or None,
                 [oci.blob_path(layer.digest) for layer in self._layers[h]],
                 hex_of(p.diff_ids[-1]),  # Docker 25+ maps tags to the top layer's diff_id
+                _layer_sources(p),
             )
             for h, p in requested
         ]
@@ -249,6 +291,11 @@ class Pipeline:
         files += [buildpaths.layer(build, h) for h in self.uncompressed_layers]
         files += [buildpaths.blob(build, h) for h in self.kept_blobs]
         return files
+
+
+def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:
+    """manifest.json's LayerSources: where each foreign layer officially comes from."""
+    return {layer.diff_id: layer.foreign for layer in planned.image.layers if layer.foreign is not None}
 
 
 def _source_file(blob: BlobRef) -> str:

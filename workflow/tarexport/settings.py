@@ -22,6 +22,7 @@ class Settings:
     build_dir: str
     platform: str
     platforms: str
+    foreign_layers: str
     sources: list[SourceSpec]
     images: list[str]
 
@@ -79,6 +80,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
         platforms=merged["platforms"],
+        foreign_layers=merged["foreign_layers"],
         sources=sources,
         images=list(merged["images"]),
     )

@@ -14,6 +14,7 @@ from typing import Any
 from .. import buildpaths
 from ..digests import chain_ids, hex_of
 from ..gojson import UNIX_EPOCH, RawJSON, V1Image, decode_v1_image, encode_string, encode_value, go_text
+from ..sources.base import ForeignSource
 from ..tarball import Entry, sort_key
 from .saveindex import ManifestEntry, parse_manifest_json
 
@@ -67,11 +68,13 @@ def v1_layers(config: V1Image | None, diff_ids: list[str], os_name: str = "") ->
     return layers
 
 
-def index_entries(images: list[tuple[str, list[str] | None, list[str]]]) -> list[ManifestEntry]:
-    """manifest.json entries from (image ID hex, familiar tags, v1 IDs) in request order."""
+def index_entries(
+    images: list[tuple[str, list[str] | None, list[str], dict[str, ForeignSource]]],
+) -> list[ManifestEntry]:
+    """manifest.json entries from (image ID hex, familiar tags, v1 IDs, foreign layers), in request order."""
     return [
-        ManifestEntry(f"{image_hex}.json", tags, [f"{v1_id}/layer.tar" for v1_id in v1_ids], v1_ids[-1])
-        for image_hex, tags, v1_ids in images
+        ManifestEntry(f"{image_hex}.json", tags, [f"{v1_id}/layer.tar" for v1_id in v1_ids], v1_ids[-1], foreign)
+        for image_hex, tags, v1_ids, foreign in images
     ]
 
 

@@ -27,6 +27,8 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 LAYER_TYPES = {"none": LAYER_TAR, "gzip": LAYER_TAR + "+gzip", "zstd": LAYER_TAR + "+zstd"}
+FOREIGN_TAR = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+FOREIGN_LAYER_TYPES = {"none": FOREIGN_TAR, "gzip": FOREIGN_TAR + "+gzip", "zstd": FOREIGN_TAR + "+zstd"}
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -36,11 +38,14 @@ class Descriptor:
     media_type: str
     digest: str
     size: int
+    urls: tuple[str, ...] = ()
 
     def encode(self, annotations: dict[str, str] | None = None, platform: dict[str, Any] | None = None) -> str:
         # ocispec.Descriptor field order: mediaType, digest, size, urls, annotations, data, platform
         text = '{"mediaType":' + encode_string(self.media_type) + ',"digest":' + encode_string(self.digest)
         text += f',"size":{self.size}'
+        if self.urls:
+            text += ',"urls":' + encode_value(list(self.urls))
         if annotations:
             text += ',"annotations":' + encode_value(annotations)
         if platform is not None:
@@ -102,7 +107,7 @@ def blob_path(digest: str) -> str:
 
 def layer_build_file(build_dir: str, descriptor: Descriptor) -> str:
     """Uncompressed layers live by diff_id; kept compressed blobs by their own digest."""
-    if descriptor.media_type == LAYER_TAR:
+    if descriptor.media_type in (LAYER_TAR, FOREIGN_TAR):
         return buildpaths.layer(build_dir, hex_of(descriptor.digest))
     return buildpaths.blob(build_dir, hex_of(descriptor.digest))
 
@@ -110,8 +115,8 @@ def layer_build_file(build_dir: str, descriptor: Descriptor) -> str:
 def _descriptors(document: dict[str, Any]) -> tuple[Descriptor, list[Descriptor]]:
     """Config and layer descriptors of a manifest this module wrote."""
 
-    def descriptor(item: dict[str, object]) -> Descriptor:
-        return Descriptor(str(item["mediaType"]), str(item["digest"]), int(item["size"]))  # type: ignore[call-overload]
+    def descriptor(item: dict[str, Any]) -> Descriptor:
+        return Descriptor(str(item["mediaType"]), str(item["digest"]), int(item["size"]), tuple(item.get("urls") or ()))
 
     return descriptor(document["config"]), [descriptor(layer) for layer in document["layers"]]
 
@@ -152,6 +157,8 @@ def archive_entries(build_dir: str) -> list[Entry]:
             created = file_mtime(decode_v1_image(handle.read(), config_file).values["created"].unix_seconds())
         add(config.digest, config_file, created)
         for layer in layers:
+            if layer.media_type.startswith(FOREIGN_TAR) and not os.path.exists(layer_build_file(build_dir, layer)):
+                continue  # a foreign layer left out (`foreign_layers: skip`): loaders fetch it from its URLs
             add(layer.digest, layer_build_file(build_dir, layer), created)
 
     with open(buildpaths.oci_index(build_dir), "rb") as handle:

@@ -7,9 +7,10 @@ trailing newline. The formats differ only in the paths and in what a tag maps to
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..gojson import encode_string, encode_value
+from ..sources.base import ForeignSource
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ManifestEntry:
     repo_tags: list[str] | None  # familiar names; None for an image saved by ID
     layers: list[str]  # archive paths of the layer files, bottom to top
     top: str  # what `repositories` maps the image's tags to
+    layer_sources: dict[str, ForeignSource] = field(default_factory=dict)  # diff_id -> foreign layer origin
 
 
 def manifest_json(entries: list[ManifestEntry]) -> bytes:
@@ -28,10 +30,26 @@ def manifest_json(entries: list[ManifestEntry]) -> bytes:
         + encode_value(entry.repo_tags)
         + ',"Layers":'
         + encode_value(entry.layers)
+        + _layer_sources(entry.layer_sources)
         + "}"
         for entry in entries
     ]
     return ("[" + ",".join(items) + "]\n").encode()
+
+
+def _layer_sources(sources: dict[str, ForeignSource]) -> str:
+    """LayerSources (omitempty): diff_id -> distribution.Descriptor (mediaType, size, digest, urls)."""
+    if not sources:
+        return ""
+    items = []
+    for diff_id in sorted(sources):
+        source = sources[diff_id]
+        fields = [f'"mediaType":{encode_string(source.media_type)}'] if source.media_type else []
+        fields += [f'"size":{source.size}'] if source.size else []
+        fields.append(f'"digest":{encode_string(source.digest)}')
+        fields += [f'"urls":{encode_value(list(source.urls))}'] if source.urls else []
+        items.append(encode_string(diff_id) + ":{" + ",".join(fields) + "}")
+    return ',"LayerSources":{' + ",".join(items) + "}"
 
 
 def repositories_json(entries: list[ManifestEntry]) -> bytes | None:

@@ -35,6 +35,7 @@ LAYER_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
 }
+FOREIGN_TYPES = {t for t in LAYER_TYPES if "nondistributable" in t or "foreign" in t}
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,22 @@ class BlobRef:
 
 
 @dataclass(frozen=True)
+class ForeignSource:
+    """Where a foreign (non-distributable) layer officially comes from, as Docker records it."""
+
+    media_type: str
+    size: int
+    digest: str
+    urls: tuple[str, ...]
+    present: bool  # the source holds the bytes too
+
+
+@dataclass(frozen=True)
 class LayerRef:
     diff_id: str
     blob: BlobRef
     compression: str = ""  # "none", "gzip" or "zstd" from the media type; "" when not recorded
+    foreign: ForeignSource | None = None
 
 
 @dataclass

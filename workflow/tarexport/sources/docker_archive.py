@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..digests import sha256_digest
+from ..digests import check_digest, sha256_digest
 from ..errors import TarexportError
 from ..reference import parse_normalized
-from .base import BlobRef, LayerRef, SourceImage
+from .base import BlobRef, ForeignSource, LayerRef, SourceImage
 from .containers import TarContainer, clean_member
 from .oci_layout import diff_ids_of, parse_json
 
@@ -34,12 +34,17 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
                 source=source,
                 member="manifest.json",
             )
+        layer_sources = item.get("LayerSources") or {}
+        if not isinstance(layer_sources, dict):
+            raise TarexportError("LayerSources is not an object", source=source, member="manifest.json")
         layers = []
         for member, diff_id in zip(layer_members, diff_ids, strict=True):
             member = clean_member(member, source)
             # Docker 25+ names layers by blob digest; the legacy layout records none.
             digest = "sha256:" + member[len(BLOB_PREFIX) :] if member.startswith(BLOB_PREFIX) else ""
-            layers.append(LayerRef(diff_id, BlobRef(container.kind, container.path, member, digest, -1)))
+            blob = BlobRef(container.kind, container.path, member, digest, -1)
+            foreign = _foreign_source(layer_sources.get(diff_id), container.exists(member), source)
+            layers.append(LayerRef(diff_id, blob, foreign=foreign))
         config_ref = BlobRef(container.kind, container.path, config_member, image_id, len(config))
         image = images.setdefault(image_id, SourceImage(image_id, config, config_ref, layers, source))
         repo_tags = item.get("RepoTags") or []
@@ -56,3 +61,17 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
             if ref not in image.tags:
                 image.tags.append(ref)
     return list(images.values())
+
+
+def _foreign_source(descriptor: object, present: bool, source: str) -> ForeignSource | None:
+    """A LayerSources entry: the foreign layer's official descriptor."""
+    if descriptor is None:
+        return None
+    if not isinstance(descriptor, dict):
+        raise TarexportError("LayerSources entry is not an object", source=source, member="manifest.json")
+    urls = descriptor.get("urls") or []
+    size = descriptor.get("size", 0)
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or not isinstance(size, int):
+        raise TarexportError("LayerSources entry has invalid urls or size", source=source, member="manifest.json")
+    digest = check_digest(descriptor.get("digest"), "LayerSources digest")
+    return ForeignSource(str(descriptor.get("mediaType", "")), size, digest, tuple(urls), present)

@@ -12,10 +12,12 @@ from ..gojson import go_text
 from ..reference import Reference, is_valid_tag, parse_normalized
 from .base import (
     CONFIG_TYPES,
+    FOREIGN_TYPES,
     INDEX_TYPES,
     LAYER_TYPES,
     MANIFEST_TYPES,
     BlobRef,
+    ForeignSource,
     LayerRef,
     SourceImage,
     SourceIndex,
@@ -211,7 +213,13 @@ def _add_manifest(
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise TarexportError(f"layer {digest} has no valid size", source=source, member=member)
         blob = BlobRef(manifest_ref.source_kind, manifest_ref.source_path, blob_member(digest), digest, size)
-        layers.append(LayerRef(diff_id, blob, LAYER_TYPES[media_type]))
+        foreign = None
+        if media_type in FOREIGN_TYPES:
+            urls = descriptor.get("urls") or []
+            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+                raise TarexportError(f"layer {digest} has invalid urls", source=source, member=member)
+            foreign = ForeignSource(media_type, size, digest, tuple(urls), container.exists(blob.member))
+        layers.append(LayerRef(diff_id, blob, LAYER_TYPES[media_type], foreign))
     image = images.get(image_id)
     if image is None:
         image = SourceImage(image_id, config, config_ref, layers, source)
