@@ -175,11 +175,12 @@ class Containerd:
         self.stop()
         raise RuntimeError("containerd did not start")
 
-    def ctr(self, *args: str) -> str:
-        result = subprocess.run(["ctr", "-a", self.socket, "-n", "test", *args], capture_output=True, text=True)
+    def ctr(self, *args: str, stdin: bytes | None = None) -> str:
+        command = ["ctr", "-a", self.socket, "-n", "test", *args]
+        result = subprocess.run(command, input=stdin, capture_output=True)
         if result.returncode != 0:
-            raise RuntimeError(f"ctr {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
+            raise RuntimeError(f"ctr {' '.join(args)} failed: {result.stderr.decode(errors='replace').strip()}")
+        return result.stdout.decode()
 
     def images(self) -> dict[str, str]:
         """Image name -> manifest (or index) digest."""
