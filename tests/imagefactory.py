@@ -169,23 +169,24 @@ def write_oci_layout(root: str, entries: list[LayoutEntry]) -> str:
     return root
 
 
-def write_multiplatform_layout(root: str, platforms: dict[str, Image], name: str) -> str:
-    """An OCI layout whose one named entry is an index over several platforms."""
+def write_multiplatform_layout(root: str, platforms: dict[str, Image], name: str, family: str = "oci") -> str:
+    """An OCI layout whose one named entry is an index (or Docker manifest list) over several platforms."""
+    types = OCI_TYPES if family == "oci" else DOCKER_TYPES
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "oci-layout"), "w") as handle:
         json.dump({"imageLayoutVersion": "1.0.0"}, handle)
     children = []
     for platform, image in platforms.items():
-        _, descriptor = manifest_for(root, LayoutEntry(image))
+        _, descriptor = manifest_for(root, LayoutEntry(image, family=family))
         parts = platform.split("/")
         plat = {"os": parts[0], "architecture": parts[1]}
         if len(parts) > 2:
             plat["variant"] = parts[2]
         children.append({**descriptor, "platform": plat})
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_TYPES["index"], "manifests": children}).encode()
+    index = json.dumps({"schemaVersion": 2, "mediaType": types["index"], "manifests": children}).encode()
     digest = _write_blob(root, index)
     top = {
-        "mediaType": OCI_TYPES["index"],
+        "mediaType": types["index"],
         "digest": digest,
         "size": len(index),
         "annotations": {"io.containerd.image.name": name},

@@ -229,13 +229,10 @@ def platform_image(arch: str) -> Image:
     return Image(layers, make_config(layers, architecture=cpu, variant=variant))
 
 
-def test_platform_is_picked_from_an_index(tmp_path) -> None:
-    images = {
-        "linux/amd64": platform_image("amd64"),
-        "linux/arm64": platform_image("arm64"),
-        "linux/arm/v7": platform_image("arm/v7"),
-    }
-    source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1")
+@pytest.mark.parametrize("family", ["oci", "docker"])  # an OCI index, a Docker manifest list
+def test_platform_is_picked_from_an_index(tmp_path, family: str) -> None:
+    images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64", "arm/v7")}
+    source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1", family)
     for platform, image in images.items():
         work = str(tmp_path / platform.replace("/", "-"))
         os.makedirs(work)
