@@ -16,10 +16,11 @@ rule export:
     params:
         format=FORMAT,
         compression=PIPELINE.settings.compression,
+        verify=PIPELINE.settings.verify_layers,
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)
         ),
     shell:
-        "tarexport assemble --format {params.format} --compression {params.compression}"
+        "tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
         " --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -7,7 +7,9 @@ rule layer_tar:
         # The source's mtime carries no news: the bytes are checked against their digest.
         lambda wc: ancient(PIPELINE.layer_source_file(wc.diff)),
     output:
-        f"{BUILD}/layers/{{diff}}.tar",
+        layer=f"{BUILD}/layers/{{diff}}.tar",
+        # its size and time when made: the archive step notices later changes
+        record=f"{BUILD}/layers/{{diff}}.tar.check",
     log:
         f"{BUILD}/logs/layers/{{diff}}.log",
     wildcard_constraints:
@@ -19,7 +21,7 @@ rule layer_tar:
         context=lambda wc: PIPELINE.layer_context(wc.diff),
         recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
     shell:
-        "tarexport layer --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport layer --recipe {params.recipe:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"
 
 
 # With `layers: keep`: the source's compressed blob as it is, stored by its digest,
@@ -28,7 +30,8 @@ rule layer_blob:
     input:
         lambda wc: ancient(PIPELINE.blob_source_file(wc.blob)),
     output:
-        f"{BUILD}/blobs/{{blob}}",
+        layer=f"{BUILD}/blobs/{{blob}}",
+        record=f"{BUILD}/blobs/{{blob}}.check",
     log:
         f"{BUILD}/logs/blobs/{{blob}}.log",
     wildcard_constraints:
@@ -40,4 +43,4 @@ rule layer_blob:
         context=lambda wc: PIPELINE.blob_context(wc.blob),
         recipe=lambda wc: PIPELINE.blob_recipe(wc.blob),
     shell:
-        "tarexport layer --keep --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport layer --keep --recipe {params.recipe:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"

@@ -14,12 +14,20 @@ from .errors import TarexportError
 
 
 def _layer(args: argparse.Namespace) -> None:
-    from .layers import materialize
+    from .layers import DEFAULT_MAX_EXPANSION, materialize
     from .sources import BlobRef
 
     recipe = json.loads(args.recipe)
     blob = BlobRef.from_json(recipe["blob"])
-    materialize(blob, recipe["diff_id"], args.output, recipe["label"], args.context, keep_compressed=args.keep)
+    materialize(
+        blob,
+        recipe["diff_id"],
+        args.output,
+        recipe["label"],
+        args.context,
+        keep_compressed=args.keep,
+        max_expansion=recipe.get("max_expansion", DEFAULT_MAX_EXPANSION),
+    )
 
 
 def _oci_manifest(args: argparse.Namespace) -> None:
@@ -49,7 +57,7 @@ def _v1_dir(args: argparse.Namespace) -> None:
 def _assemble(args: argparse.Namespace) -> None:
     from .jobs import assemble
 
-    assemble(args.build_dir, args.output, args.format, args.compression)
+    assemble(args.build_dir, args.output, args.format, args.compression, args.verify == "full")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     assemble.add_argument("--output", required=True)
     assemble.add_argument("--format", choices=["docker", "oci"], default="docker")
     assemble.add_argument("--compression", choices=["none", "gzip", "zstd"], default="none")
+    assemble.add_argument("--verify", choices=["quick", "full"], default="quick", help="how stored layers are checked")
     assemble.set_defaults(run=_assemble)
     args = parser.parse_args(argv)
     try:

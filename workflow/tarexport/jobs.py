@@ -12,6 +12,7 @@ from .fileio import atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .formats.docker_legacy import VERSION_BYTES, config_diff_ids, v1_layers
 from .gojson import decode_v1_image
+from .layers import verify_layer_file
 from .sources import BlobRef, open_container
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, Sink, write_tar
 
@@ -92,7 +93,9 @@ COMPRESSORS = {
 }
 
 
-def assemble(build_dir: str, output: str, fmt: str = "docker", compression: str = "none") -> None:
+def assemble(
+    build_dir: str, output: str, fmt: str = "docker", compression: str = "none", full_verify: bool = False
+) -> None:
     if fmt == "docker":
         entries, style = docker_legacy.archive_entries(build_dir), DOCKER_20
     else:
@@ -100,6 +103,10 @@ def assemble(build_dir: str, output: str, fmt: str = "docker", compression: str 
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")
+        if entry.path.endswith(".tar") or os.path.basename(os.path.dirname(entry.path)) == "blobs":
+            # a stored layer: its name is its digest
+            digest = "sha256:" + os.path.basename(entry.path).removesuffix(".tar")
+            verify_layer_file(entry.path, digest, full_verify)
     with atomic_output(output) as out:
         sink = Sink(out) if compression == "none" else CompressingSink(out, COMPRESSORS[compression]())
         write_tar(entries, sink, style)

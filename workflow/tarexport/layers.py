@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .errors import TarexportError
-from .fileio import atomic_output
+from .fileio import atomic_output, write_atomically
 from .sources import BlobRef, open_container
 
 CHUNK = 1 << 20
@@ -49,42 +51,74 @@ def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
     return _decompress(chunks, lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd")
 
 
+# A decompression bomb guard: real layers expand a few times, rarely 100x (zero-filled files).
+DEFAULT_MAX_EXPANSION = 1000
+EXPANSION_FLOOR = 64 << 20  # small blobs may always expand to this much
+
+
+def is_tar_start(block: bytes) -> bool:
+    """Does a stream start like a tar archive (a header with a valid checksum, or the end marker)?"""
+    if len(block) < 512:
+        return False
+    if block[:512] == b"\0" * 512:
+        return True  # an empty layer: just the end-of-archive blocks
+    try:
+        recorded = int(block[148:156].replace(b"\0", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    header = block[:148] + b" " * 8 + block[156:512]
+    return recorded in (sum(header), sum(b - 256 if b > 127 else b for b in header))
+
+
 def materialize(
-    blob: BlobRef, diff_id: str, output: str, label: str, image: str = "", keep_compressed: bool = False
+    blob: BlobRef,
+    diff_id: str,
+    output: str,
+    label: str,
+    image: str = "",
+    keep_compressed: bool = False,
+    max_expansion: int = DEFAULT_MAX_EXPANSION,
 ) -> None:
     """Write the layer to `output`, uncompressed (or as the blob is, with `keep_compressed`),
-    after checking the blob's digest and the uncompressed bytes against diff_id."""
+    after checking the blob's digest and size, that it is a tar, that it does not expand past
+    `max_expansion` times its size, and that the uncompressed bytes match diff_id."""
     where = {"image": image, "source": label, "member": blob.member}
     container = open_container(blob.source_kind, blob.source_path, label)
     try:
         stream, size = container.open(blob.member)
     except TarexportError as exc:
         raise TarexportError(str(exc), image=image) from None
-    if blob.size >= 0 and size != blob.size:
-        stream.close()
-        raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)
-    blob_hash = hashlib.sha256()
-    diff_hash = hashlib.sha256()
-
-    def hashed() -> Iterator[bytes]:
-        for chunk in _chunks(stream):
-            blob_hash.update(chunk)
-            if keep_compressed:
-                out.write(chunk)
-            yield chunk
-
     with stream:
-        head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
-        chunks = hashed()
-        if head.startswith(GZIP_MAGIC):
-            data = _gunzip(chunks)
-        elif head.startswith(ZSTD_MAGIC):
-            data = _unzstd(chunks)
-        else:
-            data = chunks
+        if blob.size >= 0 and size != blob.size:
+            raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)
+        head = stream.peek(4)[:4]  # type: ignore[attr-defined]
+        kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else "tar"
+        limit = max(size * max_expansion, EXPANSION_FLOOR)
+        blob_hash = hashlib.sha256()
+        diff_hash = hashlib.sha256()
         try:
             with atomic_output(output) as out:
+
+                def blob_chunks() -> Iterator[bytes]:
+                    for chunk in _chunks(stream):
+                        blob_hash.update(chunk)
+                        if keep_compressed:
+                            out.write(chunk)
+                        yield chunk
+
+                data = {"gzip": _gunzip, "zstd": _unzstd}.get(kind, lambda c: c)(blob_chunks())
+                expanded = 0
+                first = b""
                 for piece in data:
+                    if len(first) < 512:
+                        first += piece[: 512 - len(first)]
+                    expanded += len(piece)
+                    if expanded > limit:
+                        raise TarexportError(
+                            f"layer expands past {max_expansion} times its {size} bytes (a decompression bomb?);"
+                            " raise max_layer_expansion if it is genuine",
+                            **where,
+                        )
                     diff_hash.update(piece)
                     if not keep_compressed:
                         out.write(piece)
@@ -94,8 +128,58 @@ def materialize(
                 actual = "sha256:" + diff_hash.hexdigest()
                 if actual != diff_id:
                     raise TarexportError(f"uncompressed layer has digest {actual}, expected diff_id {diff_id}", **where)
+                if not is_tar_start(first):
+                    raise TarexportError("layer is not a tar archive", **where)
         except TarexportError:
             raise
         except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError
-            kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd"
             raise TarexportError(f"layer is not valid {kind} ({exc})", **where) from None
+    write_record(output)
+
+
+def record_path(layer_file: str) -> str:
+    return layer_file + ".check"
+
+
+SAMPLE = 64 << 10
+SAMPLES = 16
+
+
+def _fingerprint(layer_file: str) -> dict[str, object]:
+    """Size and a hash of sampled blocks (head, tail, 16 spread through): cheap at any size.
+
+    Modification times are no use here: Snakemake touches outputs after a job.
+    """
+    size = os.path.getsize(layer_file)
+    hasher = hashlib.sha256()
+    with open(layer_file, "rb") as handle:
+        offsets = {0, max(size - SAMPLE, 0)} | {size * i // SAMPLES for i in range(1, SAMPLES)}
+        for offset in sorted(offsets):
+            handle.seek(offset)
+            hasher.update(handle.read(SAMPLE if offset in (0, max(size - SAMPLE, 0)) else 4096))
+    return {"size": size, "sampled_sha256": hasher.hexdigest()}
+
+
+def write_record(layer_file: str) -> None:
+    """Note a finished layer file's fingerprint, so later changes to it are noticed cheaply."""
+    write_atomically(record_path(layer_file), json.dumps(_fingerprint(layer_file)).encode())
+
+
+def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
+    """Check a stored layer before it goes into an archive: its size and sampled blocks against
+    the record made with it, and with `full` its whole content against its digest (its name)."""
+    try:
+        with open(record_path(layer_file), "rb") as handle:
+            record = json.load(handle)
+        fingerprint = _fingerprint(layer_file)
+    except (OSError, ValueError):
+        raise TarexportError(f"stored layer {layer_file} or its record is missing; run the workflow again") from None
+    if fingerprint != record:
+        raise TarexportError(f"stored layer {layer_file} changed after it was made; delete it and run again")
+    if full:
+        hasher = hashlib.sha256()
+        with open(layer_file, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                hasher.update(chunk)
+        if "sha256:" + hasher.hexdigest() != digest:
+            raise TarexportError(f"stored layer {layer_file} no longer has digest {digest}; delete it and run again")

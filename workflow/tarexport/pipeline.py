@@ -15,6 +15,7 @@ from .digests import hex_of
 from .errors import TarexportError
 from .formats import docker_legacy, oci
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
+from .layers import record_path
 from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
 from .sources import BlobRef
@@ -129,7 +130,13 @@ class Pipeline:
     def _layer_recipe(self, layer: LayerRef) -> str:
         blob = layer.blob
         return recipe_json(
-            {"v": RECIPE_VERSION, "blob": blob.to_json(), "diff_id": layer.diff_id, "label": self._label(blob)}
+            {
+                "v": RECIPE_VERSION,
+                "blob": blob.to_json(),
+                "diff_id": layer.diff_id,
+                "label": self._label(blob),
+                "max_expansion": self.settings.max_layer_expansion,
+            }
         )
 
     # -------- layers: uncompressed by diff_id, or kept compressed by blob digest
@@ -288,8 +295,9 @@ class Pipeline:
             files.append(buildpaths.oci_index(build))
             files += [buildpaths.oci_manifest(build, h) for h in self.config_ids()]
             files += [buildpaths.oci_image_index(build, h) for h in self.oci_image_indexes()]
-        files += [buildpaths.layer(build, h) for h in self.uncompressed_layers]
-        files += [buildpaths.blob(build, h) for h in self.kept_blobs]
+        stored = [buildpaths.layer(build, h) for h in self.uncompressed_layers]
+        stored += [buildpaths.blob(build, h) for h in self.kept_blobs]
+        files += stored + [record_path(path) for path in stored]
         return files
 
 

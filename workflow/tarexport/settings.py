@@ -23,6 +23,8 @@ class Settings:
     platform: str
     platforms: str
     foreign_layers: str
+    max_layer_expansion: int
+    verify_layers: str
     sources: list[SourceSpec]
     images: list[str]
 
@@ -81,6 +83,8 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         platform=merged["platform"],
         platforms=merged["platforms"],
         foreign_layers=merged["foreign_layers"],
+        max_layer_expansion=merged["max_layer_expansion"],
+        verify_layers=merged["verify_layers"],
         sources=sources,
         images=list(merged["images"]),
     )
