@@ -5,6 +5,7 @@ class TarexportError(Exception):
     """A failure the user can act on; str() is the whole one-line message."""
 
     def __init__(self, message: str, *, image: str = "", source: str = "", member: str = ""):
+        self.message, self.image, self.source, self.member = message, image, source, member
         parts = []
         if image:
             parts.append(f"image {image}")
@@ -16,3 +17,13 @@ class TarexportError(Exception):
         text = f"{where}: {message}" if where else message
         # One line, always: newlines from nested messages would split the report.
         super().__init__(" ".join(text.split("\n")))
+
+
+def located(error: TarexportError, *, image: str = "", source: str = "", member: str = "") -> TarexportError:
+    """The same error with what it lacks of image, source and member filled in."""
+    return TarexportError(
+        error.message,
+        image=error.image or image,
+        source=error.source or source,
+        member=error.member or member,
+    )

@@ -133,6 +133,12 @@ def materialize(
         except TarexportError:
             raise
         except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError
+            # a damaged blob is reported as such: finish hashing it before blaming its format
+            for chunk in _chunks(stream):
+                blob_hash.update(chunk)
+            blob_digest = "sha256:" + blob_hash.hexdigest()
+            if blob.digest and blob_digest != blob.digest:
+                raise TarexportError(f"layer blob has digest {blob_digest}, expected {blob.digest}", **where) from None
             raise TarexportError(f"layer is not valid {kind} ({exc})", **where) from None
     write_record(output)
 

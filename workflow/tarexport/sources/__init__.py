@@ -6,7 +6,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 
-from ..errors import TarexportError
+from ..errors import TarexportError, located
 from .base import BlobRef, SourceImage
 from .containers import Container, DirectoryContainer, TarContainer
 from .docker_archive import images_from_manifest
@@ -43,6 +43,13 @@ def open_container(kind: str, path: str, label: str) -> Container:
 
 def load_images(spec: SourceSpec, platform: str, all_platforms: bool = False) -> LayoutContents:
     """Every image a source holds, with its names (and, with all_platforms, its indexes)."""
+    try:
+        return _load(spec, platform, all_platforms)
+    except TarexportError as error:
+        raise located(error, source=spec.path) from None
+
+
+def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContents:
     kind = spec.type or detect_type(spec)
     if kind == "oci-layout":
         if not os.path.isdir(spec.resolved):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from ..digests import check_digest, sha256_digest
-from ..errors import TarexportError
+from ..errors import TarexportError, located
 from ..reference import parse_normalized
 from .base import BlobRef, ForeignSource, LayerRef, SourceImage
 from .containers import TarContainer, clean_member
@@ -21,7 +23,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
         config_member = item.get("Config")
         if not isinstance(config_member, str):
             raise TarexportError("manifest.json entry has no Config", source=source, member="manifest.json")
-        config_member = clean_member(config_member, source)
+        config_member = _member(config_member, source)
         config = container.read_small(config_member)
         image_id = sha256_digest(config)
         diff_ids = diff_ids_of(config, source, config_member)
@@ -39,7 +41,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
             raise TarexportError("LayerSources is not an object", source=source, member="manifest.json")
         layers = []
         for member, diff_id in zip(layer_members, diff_ids, strict=True):
-            member = clean_member(member, source)
+            member = _member(member, source)
             # Docker 25+ names layers by blob digest; the legacy layout records none.
             digest = "sha256:" + member[len(BLOB_PREFIX) :] if member.startswith(BLOB_PREFIX) else ""
             blob = BlobRef(container.kind, container.path, member, digest, -1)
@@ -53,7 +55,10 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
         for tag_text in repo_tags:
             if not isinstance(tag_text, str):
                 raise TarexportError("RepoTags holds a non-string", source=source, member="manifest.json")
-            ref = parse_normalized(tag_text)
+            try:
+                ref = parse_normalized(tag_text)
+            except TarexportError as error:
+                raise located(error, source=source, member="manifest.json") from None
             if not ref.tag or ref.digest:
                 raise TarexportError(
                     f"RepoTags entry {tag_text!r} is not name:tag", source=source, member="manifest.json"
@@ -61,6 +66,16 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
             if ref not in image.tags:
                 image.tags.append(ref)
     return list(images.values())
+
+
+_BLOB_RE = re.compile(r"^blobs/sha256/[0-9a-f]{64}$")
+
+
+def _member(path: str, source: str) -> str:
+    """A path from manifest.json: inside the archive, and a real digest where one is named."""
+    if path.startswith("blobs/") and not _BLOB_RE.match(path):
+        raise TarexportError("is not blobs/sha256/<64 hex>", source=source, member=path)
+    return clean_member(path, source)
 
 
 def _foreign_source(descriptor: object, present: bool, source: str) -> ForeignSource | None:

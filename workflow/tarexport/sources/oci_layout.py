@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..digests import check_digest, hex_of, sha256_digest
-from ..errors import TarexportError
+from ..errors import TarexportError, located
 from ..gojson import go_text
 from ..reference import Reference, is_valid_tag, parse_normalized
 from .base import (
@@ -118,7 +118,11 @@ def images_from_layout(
     for entry in manifests:
         if not isinstance(entry, dict):
             raise TarexportError("index.json entry is not an object", source=source, member="index.json")
-        names = names_from_annotations(entry.get("annotations"), repository)
+        try:
+            names = names_from_annotations(entry.get("annotations"), repository)
+            check_digest(entry.get("digest"), "manifest digest")
+        except TarexportError as error:
+            raise located(error, source=source, member="index.json") from None
         reader.add_target(entry, names, depth=0)
     return LayoutContents(list(reader.images.values()), reader.indexes)
 
@@ -208,7 +212,10 @@ def _add_manifest(
         media_type = descriptor.get("mediaType")
         if media_type not in LAYER_TYPES:
             raise TarexportError(f"unsupported layer media type {media_type!r}", source=source, member=member)
-        digest = check_digest(descriptor.get("digest"), "layer digest")
+        try:
+            digest = check_digest(descriptor.get("digest"), "layer digest")
+        except TarexportError as error:
+            raise located(error, source=source, member=member) from None
         size = descriptor.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise TarexportError(f"layer {digest} has no valid size", source=source, member=member)
@@ -239,4 +246,7 @@ def diff_ids_of(config: bytes, source: str, member: str) -> list[str]:
     rootfs = document.get("rootfs")
     if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
         raise TarexportError("config has no rootfs.diff_ids list", source=source, member=member)
-    return [check_digest(d, "diff_id") for d in rootfs["diff_ids"]]
+    try:
+        return [check_digest(d, "diff_id") for d in rootfs["diff_ids"]]
+    except TarexportError as error:
+        raise located(error, source=source, member=member) from None

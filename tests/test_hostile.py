@@ -1,0 +1,483 @@
+"""Hostile sources: each fails with its own one-line message naming what is wrong, writes
+nothing outside the build and output directories, leaves no archive, and a later run with
+the good source succeeds in the same directory."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import zstandard
+
+from tests.imagefactory import LayoutEntry, compress, make_image, make_layer, sha, write_oci_layout
+from tests.workflowrun import snakemake, write_config
+
+IMAGE = make_image([{"a": b"A" * 100}, {"b": b"B"}])
+TAG = "victim:1"
+CONFIG_NAME = IMAGE.image_id.split(":")[1] + ".json"
+LAYER_NAMES = [d.split(":")[1] + "/layer.tar" for d in IMAGE.diff_ids]
+
+
+@dataclass
+class Member:
+    name: str
+    data: bytes = b""
+    kind: bytes = tarfile.REGTYPE
+    link: str = ""
+
+
+@dataclass
+class Archive:
+    """A legacy docker-save archive as members, to be bent before it is written."""
+
+    manifest: list[dict] = field(
+        default_factory=lambda: [{"Config": CONFIG_NAME, "RepoTags": [TAG], "Layers": list(LAYER_NAMES)}]
+    )
+    members: list[Member] = field(
+        default_factory=lambda: (
+            [Member(CONFIG_NAME, IMAGE.config)]
+            + [Member(name, layer) for name, layer in zip(LAYER_NAMES, IMAGE.layers, strict=True)]
+        )
+    )
+
+    def write(self, path: str) -> str:
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+            for member in [*self.members, Member("manifest.json", json.dumps(self.manifest).encode())]:
+                info = tarfile.TarInfo(member.name)
+                info.type = member.kind
+                info.linkname = member.link
+                info.size = len(member.data) if member.kind == tarfile.REGTYPE else 0
+                archive.addfile(info, io.BytesIO(member.data) if member.kind == tarfile.REGTYPE else None)
+        return path
+
+
+def legacy(bend: Callable[[Archive], None]) -> Callable[[str], str]:
+    def build(root: str) -> str:
+        archive = Archive()
+        bend(archive)
+        return archive.write(os.path.join(root, "source.tar"))
+
+    return build
+
+
+def replace_layer(archive: Archive, index: int, member: Member) -> None:
+    archive.members = [m for m in archive.members if m.name != LAYER_NAMES[index]] + [member]
+
+
+def layout(bend: Callable[[str], None], compression: str = "gzip") -> Callable[[str], str]:
+    def build(root: str) -> str:
+        path = write_oci_layout(
+            os.path.join(root, "layout"), [LayoutEntry(IMAGE, ["docker.io/library/" + TAG], compression=compression)]
+        )
+        bend(path)
+        return path
+
+    return build
+
+
+def layout_json(path: str, name: str) -> dict:
+    with open(os.path.join(path, name)) as handle:
+        return json.load(handle)
+
+
+def manifest_file(path: str) -> str:
+    digest = layout_json(path, "index.json")["manifests"][0]["digest"]
+    return os.path.join(path, "blobs", "sha256", digest.split(":")[1])
+
+
+def rewrite_manifest(path: str, change: Callable[[dict], None]) -> None:
+    """Change the image manifest and re-point index.json at it (digests stay consistent)."""
+    with open(manifest_file(path)) as handle:
+        manifest = json.load(handle)
+    change(manifest)
+    data = json.dumps(manifest).encode()
+    with open(os.path.join(path, "blobs", "sha256", sha(data).split(":")[1]), "wb") as handle:
+        handle.write(data)
+    index = layout_json(path, "index.json")
+    index["manifests"][0].update(digest=sha(data), size=len(data))
+    write_file(path, "index.json", json.dumps(index).encode())
+
+
+def write_file(path: str, name: str, data: bytes) -> None:
+    with open(os.path.join(path, name), "wb") as handle:
+        handle.write(data)
+
+
+def layer_blob(path: str, index: int) -> str:
+    with open(manifest_file(path)) as handle:
+        digest = json.load(handle)["layers"][index]["digest"]
+    return os.path.join(path, "blobs", "sha256", digest.split(":")[1])
+
+
+def set_layer(path: str, index: int, blob: bytes, size: int | None = None) -> None:
+    """Replace a layer blob, with a descriptor that matches it (so only the content is wrong)."""
+
+    def change(manifest: dict) -> None:
+        manifest["layers"][index].update(digest=sha(blob), size=len(blob) if size is None else size)
+
+    write_file(path, os.path.join("blobs", "sha256", sha(blob).split(":")[1]), blob)
+    rewrite_manifest(path, change)
+
+
+def set_config(path: str, config: bytes) -> None:
+    def change(manifest: dict) -> None:
+        manifest["config"].update(digest=sha(config), size=len(config))
+
+    write_file(path, os.path.join("blobs", "sha256", sha(config).split(":")[1]), config)
+    rewrite_manifest(path, change)
+
+
+def edit_blob(path: str, change: Callable[[bytes], bytes]) -> None:
+    """Change the first layer's blob in place, its descriptor untouched."""
+    with open(layer_blob(path, 0), "rb") as handle:
+        data = handle.read()
+    with open(layer_blob(path, 0), "wb") as handle:
+        handle.write(change(data))
+
+
+def corrupt_in_place(path: str) -> None:
+    blob = layer_blob(path, 0)
+    with open(blob, "r+b") as handle:
+        data = bytearray(handle.read())
+        data[len(data) // 2] ^= 0xFF
+        handle.seek(0)
+        handle.write(bytes(data))
+
+
+def symlink_out(path: str, name: str) -> None:
+    target = os.path.join(os.path.dirname(path), "secret")
+    with open(target, "wb") as handle:
+        handle.write(b"not yours")
+    os.unlink(os.path.join(path, name))
+    os.symlink(target, os.path.join(path, name))
+
+
+def nest_indexes(path: str, depth: int) -> None:
+    descriptor = dict(layout_json(path, "index.json")["manifests"][0])
+    descriptor.pop("annotations", None)
+    for _ in range(depth):
+        child = dict(descriptor, platform={"os": "linux", "architecture": "amd64"})
+        data = json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [child]}
+        ).encode()
+        write_file(path, os.path.join("blobs", "sha256", sha(data).split(":")[1]), data)
+        descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(data), "size": len(data)}
+    descriptor["annotations"] = {"io.containerd.image.name": "docker.io/library/" + TAG}
+    write_file(path, "index.json", json.dumps({"schemaVersion": 2, "manifests": [descriptor]}).encode())
+
+
+def with_config_diff_ids(diff_ids: list[str]) -> bytes:
+    config = json.loads(IMAGE.config)
+    config["rootfs"]["diff_ids"] = diff_ids
+    return json.dumps(config).encode()
+
+
+def garbage_layer(path: str) -> None:
+    garbage = b"this is not a tar archive, only text pretending to be a layer\n" * 20
+    set_config(path, with_config_diff_ids([sha(garbage), IMAGE.diff_ids[1]]))
+    set_layer(path, 0, garbage)
+
+
+def rewrite_manifest_raw(path: str, data: bytes) -> None:
+    write_file(path, os.path.join("blobs", "sha256", sha(data).split(":")[1]), data)
+    index = layout_json(path, "index.json")
+    index["manifests"][0].update(digest=sha(data), size=len(data))
+    write_file(path, "index.json", json.dumps(index).encode())
+
+
+def with_config_and(config: bytes, **fields: object) -> bytes:
+    document = json.loads(config)
+    document.update(fields)
+    return json.dumps(document).encode()
+
+
+def set_layer_with_diff(path: str, kind: str) -> None:
+    """A bomb whose digests are all consistent: only its expansion gives it away."""
+    tar = make_layer({"zeros": bytes(80 << 20)})
+    set_config(path, with_config_diff_ids([sha(tar), IMAGE.diff_ids[1]]))
+    set_layer(path, 0, compress(tar, kind))
+
+
+def set_annotation(path: str, name: str) -> None:
+    index = layout_json(path, "index.json")
+    index["manifests"][0]["annotations"] = {"io.containerd.image.name": name}
+    write_file(path, "index.json", json.dumps(index).encode())
+
+
+def add_conflicting_tag(path: str) -> None:
+    other = make_image([{"other": b"O"}])
+    second = write_oci_layout(path + "-other", [LayoutEntry(other, ["docker.io/library/" + TAG])])
+    index = layout_json(path, "index.json")
+    index["manifests"] += layout_json(second, "index.json")["manifests"]
+    for name in os.listdir(os.path.join(second, "blobs", "sha256")):
+        with open(os.path.join(second, "blobs", "sha256", name), "rb") as handle:
+            write_file(path, os.path.join("blobs", "sha256", name), handle.read())
+    write_file(path, "index.json", json.dumps(index).encode())
+
+
+def write_raw(root: str, data: bytes) -> str:
+    path = os.path.join(root, "source.tar")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+OUT = "../../../outside"
+CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
+    # -- paths in manifest.json
+    "config-dotdot": (legacy(lambda a: a.manifest[0].update(Config="../x.json")), "path leaves the source", {}),
+    "config-absolute": (legacy(lambda a: a.manifest[0].update(Config="/etc/passwd")), "path is absolute", {}),
+    "layer-dotdot": (legacy(lambda a: a.manifest[0]["Layers"].__setitem__(0, OUT)), "path leaves the source", {}),
+    "layer-absolute": (legacy(lambda a: a.manifest[0]["Layers"].__setitem__(0, "/etc/shadow")), "path is absolute", {}),
+    "config-not-digest": (
+        legacy(lambda a: a.manifest[0].update(Config="blobs/sha256/ZZZ")),
+        "is not blobs/sha256/<64 hex>",
+        {},
+    ),
+    "layer-blob-dotdot": (
+        legacy(lambda a: a.manifest[0]["Layers"].__setitem__(0, "blobs/sha256/../../etc")),
+        "is not blobs/sha256/<64 hex>",
+        {},
+    ),
+    # -- links inside the archive
+    "symlink-absolute": (
+        legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.SYMTYPE, link="/etc/passwd"))),
+        "symlink points outside the archive",
+        {},
+    ),
+    "symlink-dotdot": (
+        legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.SYMTYPE, link=OUT))),
+        "path leaves the source",
+        {},
+    ),
+    "symlink-loop": (
+        legacy(
+            lambda a: (
+                replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.SYMTYPE, link="../loop/layer.tar")),
+                a.members.append(Member("loop/layer.tar", kind=tarfile.SYMTYPE, link="../" + LAYER_NAMES[0])),
+            )
+        ),
+        "symlinks loop or nest too deep",
+        {},
+    ),
+    "hardlink-dotdot": (
+        legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.LNKTYPE, link="../outside"))),
+        "path leaves the source",
+        {},
+    ),
+    "hardlink-self": (
+        legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.LNKTYPE, link=LAYER_NAMES[0]))),
+        "symlinks loop or nest too deep",
+        {},
+    ),
+    "layer-is-directory": (
+        legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.DIRTYPE))),
+        "is not a regular file",
+        {},
+    ),
+    # -- digests
+    "digest-short": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m["layers"][0].update(digest="sha256:abc"))),
+        "'sha256:abc' is not a sha256 digest",
+        {},
+    ),
+    "digest-algorithm": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m["layers"][0].update(digest="sha512:" + "a" * 128))),
+        "is not a sha256 digest",
+        {},
+    ),
+    "digest-uppercase": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m["layers"][0].update(digest="sha256:" + "A" * 64))),
+        "is not a sha256 digest",
+        {},
+    ),
+    "digest-traversal": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m["layers"][0].update(digest="sha256:../../../etc/passwd"))),
+        "is not a sha256 digest",
+        {},
+    ),
+    "index-digest-bad": (
+        layout(lambda p: write_file(p, "index.json", b'{"manifests":[{"digest":"md5:x","size":1}]}')),
+        "manifest digest 'md5:x' is not a sha256 digest",
+        {},
+    ),
+    "diff-id-bad": (
+        layout(lambda p: set_config(p, with_config_diff_ids(["sha256:xyz", IMAGE.diff_ids[1]]))),
+        "diff_id 'sha256:xyz' is not a sha256 digest",
+        {},
+    ),
+    # -- symlinks in an OCI layout
+    "blob-symlink-out": (
+        layout(lambda p: symlink_out(p, os.path.relpath(layer_blob(p, 0), p))),
+        "resolves outside the source",
+        {},
+    ),
+    "index-symlink-out": (layout(lambda p: symlink_out(p, "index.json")), "resolves outside the source", {}),
+    # -- metadata that is not what it claims
+    "index-not-json": (layout(lambda p: write_file(p, "index.json", b"{not json")), "index.json is not valid JSON", {}),
+    "index-not-object": (
+        layout(lambda p: write_file(p, "index.json", b"[1, 2]")),
+        "index.json is not a JSON object",
+        {},
+    ),
+    "index-no-manifests": (
+        layout(lambda p: write_file(p, "index.json", b'{"manifests": 3}')),
+        "index.json has no manifests list",
+        {},
+    ),
+    "index-too-big": (
+        layout(lambda p: write_file(p, "index.json", b'{"manifests": [], "pad": "' + b"x" * (17 << 20) + b'"}')),
+        "over the 16777216-byte limit for metadata",
+        {},
+    ),
+    "manifest-not-json": (
+        layout(lambda p: rewrite_manifest_raw(p, b"\x00\x01 binary")),
+        "manifest is not valid JSON",
+        {},
+    ),
+    "manifest-no-config": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m.pop("config"))),
+        "manifest has no config descriptor",
+        {},
+    ),
+    "manifest-layer-count": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m["layers"].pop())),
+        "manifest lists 1 layers but the config has 2 diff_ids",
+        {},
+    ),
+    "config-not-json": (layout(lambda p: set_config(p, b"\xff\xfe not json")), "config is not valid JSON", {}),
+    "config-not-object": (layout(lambda p: set_config(p, b'"a string"')), "config is not a JSON object", {}),
+    "config-no-rootfs": (layout(lambda p: set_config(p, b'{"os": "linux"}')), "config has no rootfs.diff_ids list", {}),
+    "config-wrong-type": (
+        layout(lambda p: set_config(p, with_config_and(IMAGE.config, created=12))),
+        "created must be a string",
+        {},
+    ),
+    "legacy-not-list": (
+        legacy(lambda a: a.manifest.clear() or a.manifest.append("x")),
+        "manifest.json entry is not an object",
+        {},
+    ),
+    "legacy-layer-count": (
+        legacy(lambda a: a.manifest[0]["Layers"].pop()),
+        "Layers lists 1 files but the config has 2 diff_ids",
+        {},
+    ),
+    "legacy-config-missing": (legacy(lambda a: a.members.pop(0)), "is not in the archive", {}),
+    # -- blobs whose bytes are wrong
+    "blob-truncated": (layout(lambda p: edit_blob(p, lambda b: b[:-10])), "the manifest says", {}),
+    "blob-overlong": (layout(lambda p: edit_blob(p, lambda b: b + b"extra")), "the manifest says", {}),
+    "blob-corrupted": (layout(corrupt_in_place), "layer blob has digest", {}),
+    "config-corrupted": (
+        layout(
+            lambda p: write_file(
+                p, os.path.join("blobs", "sha256", IMAGE.image_id.split(":")[1]), IMAGE.config[:-1] + b" "
+            )
+        ),
+        "config content has digest",
+        {},
+    ),
+    "legacy-layer-wrong": (
+        legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], IMAGE.layers[1]))),
+        f"uncompressed layer has digest {IMAGE.diff_ids[1]}, expected diff_id {IMAGE.diff_ids[0]}",
+        {},
+    ),
+    "gzip-bomb": (layout(lambda p: set_layer_with_diff(p, "gzip")), "expands past 1000 times its", {}),
+    "zstd-bomb": (
+        layout(lambda p: set_layer_with_diff(p, "zstd")),
+        "expands past 50 times its",
+        {"max_layer_expansion": 50},
+    ),
+    "layer-not-tar": (layout(garbage_layer, compression="none"), "layer is not a tar archive", {}),
+    "gzip-corrupt": (layout(lambda p: set_layer(p, 0, b"\x1f\x8b\x08\x00garbage" * 10)), "layer is not valid gzip", {}),
+    "gzip-truncated": (
+        layout(lambda p: set_layer(p, 0, gzip.compress(IMAGE.layers[0])[:-12])),
+        "layer is not valid gzip (gzip stream is truncated)",
+        {},
+    ),
+    "zstd-corrupt": (
+        layout(lambda p: set_layer(p, 0, zstandard.ZstdCompressor().compress(IMAGE.layers[0])[:8] + b"\xff" * 40)),
+        "layer is not valid zstd",
+        {},
+    ),
+    # -- names
+    "tag-conflict": (layout(add_conflicting_tag), "tag victim:1 names", {}),
+    "annotation-uppercase": (
+        layout(lambda p: set_annotation(p, "docker.io/library/UPPER:1")),
+        "repository name must be lowercase",
+        {},
+    ),
+    "annotation-bad-tag": (layout(lambda p: set_annotation(p, "victim:bad tag")), "invalid reference format", {}),
+    "repotag-without-tag": (legacy(lambda a: a.manifest[0].update(RepoTags=["victim"])), "is not name:tag", {}),
+    "repotag-not-string": (legacy(lambda a: a.manifest[0].update(RepoTags=[7])), "RepoTags holds a non-string", {}),
+    # -- not a source at all
+    "not-a-tar": (
+        lambda root: write_raw(root, b"just some bytes, not a tar file" * 40),
+        "is neither an OCI layout directory",
+        {},
+    ),
+    "no-manifest-json": (
+        legacy(lambda a: None),
+        "has neither manifest.json nor an OCI index.json",
+        {"drop_manifest": True},
+    ),
+    "no-oci-layout-file": (layout(lambda p: os.unlink(os.path.join(p, "oci-layout"))), "has no oci-layout file", {}),
+    "index-nesting": (layout(lambda p: nest_indexes(p, 5)), "image indexes nest too deep", {}),
+}
+
+
+def snapshot(root: str, skip: str) -> dict[str, tuple[int, int]]:
+    """Every file under root (outside `skip`) with its size and mtime."""
+    out = {}
+    for directory, dirs, files in os.walk(root):
+        if os.path.abspath(directory).startswith(skip):
+            dirs[:] = []
+            continue
+        for name in files:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            out[path] = (info.st_size, info.st_mtime_ns)
+    return out
+
+
+def good_source(root: str) -> str:
+    return write_oci_layout(os.path.join(root, "good"), [LayoutEntry(IMAGE, ["docker.io/library/" + TAG])])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_source(tmp_path, case: str) -> None:
+    build, expected, options = CASES[case]
+    options = dict(options)
+    drop_manifest = options.pop("drop_manifest", False)
+    source = build(str(tmp_path))
+    if drop_manifest:  # an archive with only blobs in it
+        with tarfile.open(source) as original:
+            keep = [(m, original.extractfile(m).read()) for m in original.getmembers() if m.name != "manifest.json"]  # type: ignore[union-attr]
+        with tarfile.open(source, "w") as rewritten:
+            for member, data in keep:
+                rewritten.addfile(member, io.BytesIO(data))
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    before = snapshot(str(tmp_path), work)
+    run = snakemake(work, configfile=write_config(work, sources=[source], images=[TAG], **options))
+    assert run.returncode != 0
+    lines = [line for line in run.output.splitlines() if line.startswith("tarexport: error:")]
+    assert lines and "Traceback" not in run.output, run.output[-3000:]
+    assert expected in lines[0], lines[0]
+    assert os.path.relpath(source, work) in lines[0] or source in lines[0] or "victim:1" in lines[0], lines[0]
+    assert not os.path.exists(os.path.join(work, "results", "images.tar"))
+    assert snapshot(str(tmp_path), work) == before  # nothing written (or touched) outside the work dir
+    # the same directory, a good source: the run completes
+    fixed = snakemake(work, configfile=write_config(work, sources=[good_source(str(tmp_path))], images=[TAG]))
+    assert fixed.returncode == 0, fixed.output[-3000:]
+    assert os.path.isfile(os.path.join(work, "results", "images.tar"))
+
+
+def test_there_are_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
