@@ -14,6 +14,7 @@ min_version("9.0")
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from tarexport.errors import TarexportError  # noqa: E402
+from tarexport.fileio import remove_stale_output  # noqa: E402
 from tarexport.pipeline import prepare  # noqa: E402
 
 
@@ -34,6 +35,8 @@ except OSError as error:  # an unreadable source: still one line, no traceback
 BUILD = PIPELINE.build_dir
 OUTPUT = PIPELINE.settings.output
 FORMAT = PIPELINE.format
+PLAN_DIGEST = PIPELINE.plan_digest
+
 ENV = "../envs/tarexport.yaml"
 
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
@@ -49,3 +52,13 @@ include: "workflow/rules/index.smk"
 include: "workflow/rules/docker.smk"
 include: "workflow/rules/oci.smk"
 include: "workflow/rules/archive.smk"
+
+
+# An archive left by a run with another configuration must not survive a failed run
+# (onstart runs only when jobs are about to run: never for -n or --lint).
+onstart:
+    if remove_stale_output(OUTPUT, PIPELINE.plan_record, PLAN_DIGEST):
+        print(
+            f"tarexport: removed {OUTPUT}: made from another configuration",
+            file=sys.stderr,
+        )

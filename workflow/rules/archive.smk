@@ -7,7 +7,9 @@ rule export:
         manifest=f"{BUILD}/{FORMAT}/manifest.json",
         files=PIPELINE.archive_inputs(),
     output:
-        OUTPUT,
+        archive=OUTPUT,
+        # the plan the archive was made from; a later run with another plan removes a stale archive
+        plan=PIPELINE.plan_record,
     log:
         f"{BUILD}/logs/export.log",
     localrule: True
@@ -17,10 +19,11 @@ rule export:
         format=FORMAT,
         compression=PIPELINE.settings.compression,
         verify=PIPELINE.settings.verify_layers,
+        plan=PLAN_DIGEST,
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)
         ),
     shell:
         "tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
-        " --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} 2> >(tee {log:q} >&2)"

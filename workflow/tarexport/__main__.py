@@ -58,6 +58,10 @@ def _assemble(args: argparse.Namespace) -> None:
     from .jobs import assemble
 
     assemble(args.build_dir, args.output, args.format, args.compression, args.verify == "full")
+    if args.plan_record:
+        from .fileio import write_atomically
+
+        write_atomically(args.plan_record, args.plan.encode() + b"\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     assemble.add_argument("--output", required=True)
     assemble.add_argument("--format", choices=["docker", "oci"], default="docker")
     assemble.add_argument("--compression", choices=["none", "gzip", "zstd"], default="none")
+    assemble.add_argument("--plan", default="", help="digest of the plan the archive is made from")
+    assemble.add_argument("--plan-record", default="", help="where to record it")
     assemble.add_argument("--verify", choices=["quick", "full"], default="quick", help="how stored layers are checked")
     assemble.set_defaults(run=_assemble)
     args = parser.parse_args(argv)

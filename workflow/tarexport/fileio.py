@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,8 +17,13 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
     """Write beside `path`, then rename over it; on any failure remove the temporary."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    prefix = "." + os.path.basename(path) + "."
+    # Temporaries of a killed earlier attempt: one job per output at a time, so they are ours.
+    for stale in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*.part")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".part", delete=False
+        dir=directory, prefix=prefix, suffix=".part", delete=False
     )
     try:
         with handle:
@@ -37,3 +43,18 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
 def write_atomically(path: str, data: bytes) -> None:
     with atomic_output(path) as handle:
         handle.write(data)
+
+
+def remove_stale_output(output: str, record: str, plan_digest: str) -> bool:
+    """Remove an archive made for another plan (the record next to it says which), so that a
+    failed run never leaves an archive that does not match the configuration. True if removed."""
+    if not os.path.exists(output):
+        return False
+    try:
+        with open(record, encoding="utf-8") as handle:
+            if handle.read().strip() == plan_digest:
+                return False
+    except OSError:
+        pass
+    os.unlink(output)
+    return True

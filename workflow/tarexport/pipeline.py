@@ -6,6 +6,7 @@ is cheap, and a parse-time plan avoids checkpoints re-evaluating the DAG.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,7 +282,27 @@ class Pipeline:
     def repositories(self) -> bytes | None:
         return repositories_json(self._index_entries())
 
-    # -------- the archive's inputs
+    # -------- the archive
+    @property
+    def plan_digest(self) -> str:
+        """What the archive at `output` must have been made from: everything that decides its bytes."""
+        settings = self.settings
+        decided = {
+            "v": RECIPE_VERSION,
+            "format": settings.format,
+            "layers": settings.layers,
+            "compression": settings.compression,
+            "manifest": self.manifest_json.decode(),
+            "index": self.oci_index_entries() if self.format == "oci" else [],
+            "inputs": self.archive_inputs(),
+        }
+        return hashlib.sha256(recipe_json(decided).encode()).hexdigest()
+
+    @property
+    def plan_record(self) -> str:
+        """Where the export job records the plan digest of the archive it wrote."""
+        return os.path.join(self.build_dir, "export.plan")
+
     def archive_inputs(self) -> list[str]:
         build = self.build_dir
         files = [buildpaths.manifest(build, self.format)]
