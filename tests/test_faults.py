@@ -1,0 +1,181 @@
+"""Faults: killed runs, a run failing after a change, a full disk, two runs at once, and
+stored layers changed behind the workflow's back. Never a partial or stale archive."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.imagefactory import Image, LayoutEntry, make_config, make_layer, sha, write_oci_layout
+from tests.workflowrun import SNAKEFILE, export, sha256_file, snakemake, write_config
+
+# big enough that a run takes seconds: layer jobs and the assembly can be interrupted
+LAYERS = [make_layer({f"data{i}": os.urandom(3 << 20)}) for i in range(8)]
+BIG = Image(LAYERS, make_config(LAYERS))
+TAG = "docker.io/library/big:1"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_oci_layout(str(tmp_path_factory.mktemp("src") / "layout"), [LayoutEntry(BIG, [TAG])])
+
+
+@pytest.fixture(scope="module")
+def baseline(source: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    work = str(tmp_path_factory.mktemp("baseline"))
+    export(work, sources=[source], images=["big:1"])
+    return sha256_file(os.path.join(work, "results", "images.tar"))
+
+
+def archive(work: str) -> str:
+    return os.path.join(work, "results", "images.tar")
+
+
+def run_to_completion(work: str, config: str) -> None:
+    """A re-run as a user would do it: unlock if Snakemake asks, then run."""
+    run = snakemake(work, configfile=config)
+    if run.returncode != 0 and "cannot be locked" in run.output:
+        unlock = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "--unlock", "--configfile", config]
+        subprocess.run(unlock, check=True, capture_output=True)
+        run = snakemake(work, configfile=config)
+    assert run.returncode == 0, run.output[-3000:]
+
+
+def test_kill_9_at_many_points(source: str, baseline: str, tmp_path) -> None:
+    work = str(tmp_path)
+    config = write_config(work, sources=[source], images=["big:1"])
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
+    for delay in (0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 7.0):
+        if os.path.exists(archive(work)):
+            os.unlink(archive(work))  # so that the next attempt has the assembly to do again
+        process = subprocess.Popen(
+            command, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)  # the run and every job it started
+        process.wait()
+        # whatever was interrupted, the output path holds the whole archive or nothing
+        assert not os.path.exists(archive(work)) or sha256_file(archive(work)) == baseline
+    run_to_completion(work, config)
+    assert sha256_file(archive(work)) == baseline
+    leftovers = [name for name in os.listdir(os.path.dirname(archive(work))) if name != "images.tar"]
+    assert not leftovers
+
+
+def test_a_failed_run_after_a_change_never_leaves_a_stale_archive(tmp_path) -> None:
+    """Snakemake #3808: good run, changed input, failed job, re-run: never the old archive."""
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    src = str(tmp_path / "src")
+    old = Image([make_layer({"v": b"1"})], b"")
+    old.config = make_config(old.layers)
+    write_oci_layout(src, [LayoutEntry(old, [TAG])])
+    export(work, sources=[src], images=["big:1"])
+    # the tag moves to a new image whose layer blob is damaged
+    new_layers = [make_layer({"v": b"2" * 5000})]
+    new = Image(new_layers, make_config(new_layers))
+    shutil.rmtree(src)
+    write_oci_layout(src, [LayoutEntry(new, [TAG], compression="none")])
+    blob = os.path.join(src, "blobs", "sha256", sha(new_layers[0]).split(":")[1])
+    with open(blob, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"!")
+    config = write_config(work, sources=[src], images=["big:1"])
+    for _ in range(2):  # the failing run, then a plain re-run
+        run = snakemake(work, configfile=config)
+        assert run.returncode != 0 and "layer blob has digest" in run.output
+        assert "Nothing to be done" not in run.output
+        assert not os.path.exists(archive(work))
+    with open(blob, "r+b") as handle:
+        handle.seek(100)
+        handle.write(new_layers[0][100:101])
+    run_to_completion(work, config)
+    fresh = str(tmp_path / "fresh")
+    os.makedirs(fresh)
+    export(fresh, sources=[src], images=["big:1"])
+    assert sha256_file(archive(work)) == sha256_file(archive(fresh))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
+        if os.environ.get("CI"):
+            pytest.fail("cannot mount a tmpfs to fill")
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def one_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("tarexport: error:")]
+    assert lines and "Traceback" not in output, output[-3000:]
+    return lines[0]
+
+
+def test_full_disk_for_the_archive(source: str, small_disk: str, tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    # (in a directory below the mount point: Snakemake removes a failed job's empty output directories)
+    output = os.path.join(small_disk, "out", "images.tar")
+    run = snakemake(work, configfile=write_config(work, sources=[source], images=["big:1"], output=output))
+    assert run.returncode != 0
+    assert "No space left on device" in one_line(run.output)
+    assert not os.path.exists(output)
+    assert not os.path.isdir(os.path.dirname(output)) or os.listdir(os.path.dirname(output)) == []  # no temporary
+
+
+def test_full_disk_for_the_build_directory(source: str, small_disk: str, tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    build = os.path.join(small_disk, "build")
+    run = snakemake(work, configfile=write_config(work, sources=[source], images=["big:1"], build_dir=build))
+    assert run.returncode != 0
+    assert "No space left on device" in one_line(run.output)
+    assert not os.path.exists(archive(work))
+
+
+def test_a_second_run_at_once_refuses(source: str, baseline: str, tmp_path) -> None:
+    work = str(tmp_path)
+    config = write_config(work, sources=[source], images=["big:1"])
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
+    first = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    locks = os.path.join(work, ".snakemake", "locks")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (os.path.isdir(locks) and os.listdir(locks)):
+        time.sleep(0.05)
+    second = snakemake(work, configfile=config)
+    assert second.returncode != 0 and "cannot be locked" in second.output
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-3000:]
+    assert sha256_file(archive(work)) == baseline
+
+
+def test_stored_layer_changed_behind_our_back(source: str, tmp_path) -> None:
+    work = str(tmp_path)
+    export(work, sources=[source], images=["big:1"])
+    stored = os.path.join(work, "build", "layers", BIG.diff_ids[0].split(":")[1] + ".tar")
+    with open(stored, "r+b") as handle:  # same size, a changed first block
+        handle.write(b"X")
+    run = snakemake(work, configfile=write_config(work, sources=[source], images=["big:1"], compression="gzip"))
+    assert run.returncode != 0
+    assert "changed after it was made" in one_line(run.output)
+    with open(stored, "r+b") as handle:  # restore it, then change a byte the quick check does not sample
+        handle.write(LAYERS[0][:1])
+        handle.seek(100_000)
+        handle.write(b"X" if LAYERS[0][100_000:100_001] != b"X" else b"Y")
+    quick = write_config(work, sources=[source], images=["big:1"], compression="zstd")
+    assert snakemake(work, configfile=quick).returncode == 0  # missed by the quick check
+    full = write_config(work, sources=[source], images=["big:1"], compression="none", verify_layers="full")
+    run = snakemake(work, configfile=full)
+    assert run.returncode != 0
+    assert f"no longer has digest {BIG.diff_ids[0]}" in one_line(run.output)
