@@ -1,0 +1,224 @@
+"""Measure tarexport side by side with docker save, skopeo and cp, in one run.
+
+    python benchmarks/run.py                 # about 2 GB of images, 3 runs each (median)
+    python benchmarks/run.py --size-mb 200   # smaller
+
+Creates its own images (random, incompressible data): a large shared base, a few small
+app layers on top of it, and one image with many small layers. Puts them in a Docker
+engine (started here), an OCI layout (gzip layers) and a docker-save archive, then times
+each way of making one archive of them, and writes the table to benchmarks/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.engines import DockerEngine  # noqa: E402
+from tests.imagefactory import Image, LayoutEntry, make_config, write_docker_archive, write_oci_layout  # noqa: E402
+from tests.workflowrun import SNAKEFILE, write_config  # noqa: E402
+
+MB = 1 << 20
+
+
+def random_layer(name: str, size: int, files: int = 1) -> bytes:
+    """An uncompressed layer of `files` files of random bytes, `size` in all."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for number in range(files):
+            data = os.urandom(size // files)
+            info = tarfile.TarInfo(f"{name}/{number}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def make_images(total_mb: int) -> list[tuple[Image, list[str]]]:
+    base = [random_layer("base0", total_mb * MB * 45 // 100), random_layer("base1", total_mb * MB * 30 // 100)]
+    images = []
+    for number in range(3):
+        layers = [*base, random_layer(f"app{number}", max(total_mb * MB // 200, 64 << 10))]
+        images.append((Image(layers, make_config(layers, config={"Cmd": [f"/app{number}"]})), [f"bench/app{number}:1"]))
+    many = [random_layer(f"small{i}", max(total_mb * MB * 20 // 100 // 50, 4096), files=4) for i in range(50)]
+    images.append((Image(many, make_config(many)), ["bench/many:1"]))
+    return images
+
+
+@dataclass
+class Measure:
+    name: str
+    seconds: float
+    bytes: int
+    peak_rss_mb: float
+
+
+# Runs a command and reports the largest resident set of any process in its tree.
+PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]);"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+_peaks: list[float] = []
+
+
+def timed(command: Callable[[], None], runs: int, prepare: Callable[[], None] | None = None) -> tuple[float, float]:
+    """Median wall time of `runs` runs, and the peak resident memory (MB) of any process
+    started through run() meanwhile (0 when the work is done elsewhere, as in dockerd)."""
+    times = []
+    _peaks.clear()
+    for _ in range(runs):
+        if prepare:
+            prepare()
+        start = time.perf_counter()
+        command()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), max(_peaks, default=0.0)
+
+
+def run(*command: str, cwd: str | None = None) -> None:
+    wrapped = [sys.executable, "-c", PEAK_RSS, *command]
+    result = subprocess.run(wrapped, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr[-2000:]}")
+    _peaks.append(int(result.stderr.strip().splitlines()[-1]) / 1024)
+
+
+def export(work: str, config: str, *extra: str) -> None:
+    snakemake = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
+    run(*snakemake, *extra, cwd=work)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mb", type=int, default=2048)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", default=os.path.join(ROOT, "benchmarks", "work"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results.md"))
+    args = parser.parse_args()
+
+    work = args.work
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    images = make_images(args.size_mb)
+    names = [tags[0] for _, tags in images]
+    archive_source = write_docker_archive(os.path.join(work, "source.tar"), images)
+    layout = write_oci_layout(
+        os.path.join(work, "layout"), [LayoutEntry(image, ["docker.io/" + tags[0]]) for image, tags in images]
+    )
+    results: list[Measure] = []
+
+    def ours(name: str, source: str, *, fresh: bool, extra: tuple[str, ...] = ()) -> str:
+        target = os.path.join(work, name)
+        config_dir = os.path.join(work, name + "-config")
+        os.makedirs(config_dir, exist_ok=True)
+        config = write_config(config_dir, sources=[source], images=names)
+
+        def prepare() -> None:
+            if fresh:
+                shutil.rmtree(target, ignore_errors=True)
+            os.makedirs(target, exist_ok=True)
+
+        prepare()
+        if not fresh:
+            export(target, config, *extra)  # the run whose results are then found up to date
+        seconds, peak = timed(lambda: export(target, config, *extra), args.runs, prepare)
+        output = os.path.join(target, "results", "images.tar")
+        results.append(Measure(name, seconds, os.path.getsize(output), peak))
+        return output
+
+    our_archive = ours("tarexport, cold, from docker-save archive", archive_source, fresh=True)
+    ours("tarexport, cold, from OCI layout (gzip)", layout, fresh=True)
+    ours("tarexport, nothing changed", archive_source, fresh=False)
+
+    # one small layer changed: a new app image in the layout, then the re-run
+    changed_work = os.path.join(work, "changed")
+    os.makedirs(changed_work)
+    config = write_config(changed_work, sources=[layout], images=names)
+    export(changed_work, config)
+    changed_layout = os.path.join(work, "layout2")
+
+    def change() -> None:
+        base_layers = images[0][0].layers[:2]
+        layers = [*base_layers, random_layer("changed", 64 << 10)]
+        new = Image(layers, make_config(layers))
+        shutil.rmtree(changed_layout, ignore_errors=True)
+        entries = [LayoutEntry(image, ["docker.io/" + tags[0]]) for image, tags in images[1:]]
+        write_oci_layout(changed_layout, [LayoutEntry(new, ["docker.io/" + names[0]]), *entries])
+        write_config(changed_work, sources=[changed_layout], images=names)
+
+    seconds, peak = timed(lambda: export(changed_work, config), args.runs, change)
+    results.append(Measure("tarexport, one small layer changed", seconds, os.path.getsize(our_archive), peak))
+
+    engine = DockerEngine()
+    try:
+        engine.docker("load", "-i", archive_source)
+        saved = os.path.join(work, "docker-save.tar")
+        seconds, peak = timed(lambda: engine.docker("save", "-o", saved, *names), args.runs)
+        results.append(Measure("docker save (Docker 20.10)", seconds, os.path.getsize(saved), peak))
+    finally:
+        engine.stop()
+
+    skopeo_out = os.path.join(work, "skopeo")
+
+    def skopeo_all() -> None:
+        shutil.rmtree(skopeo_out, ignore_errors=True)
+        os.makedirs(skopeo_out)
+        for name in names:  # skopeo copies one image per run
+            target = os.path.join(skopeo_out, name.replace("/", "_").replace(":", "_") + ".tar")
+            run("skopeo", "copy", "-q", f"docker-archive:{archive_source}:{name}", f"docker-archive:{target}:{name}")
+
+    seconds, peak = timed(skopeo_all, args.runs)
+    size = sum(os.path.getsize(os.path.join(skopeo_out, f)) for f in os.listdir(skopeo_out))
+    results.append(Measure("skopeo copy to docker-archive (one run per image)", seconds, size, peak))
+
+    copy = os.path.join(work, "copy.tar")
+    seconds, peak = timed(lambda: run("cp", our_archive, copy), args.runs)
+    floor = Measure("cp of a file the archive's size (the floor)", seconds, os.path.getsize(our_archive), peak)
+    results.append(floor)
+    docker_save = next(m for m in results if m.name.startswith("docker save"))
+    write_report(args.output, results, floor, docker_save, args)
+
+
+def write_report(
+    path: str, results: list[Measure], floor: Measure, docker_save: Measure, args: argparse.Namespace
+) -> None:
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by"
+        f" `python benchmarks/run.py --size-mb {args.size_mb} --runs {args.runs}` on {os.cpu_count()} cores,"
+        f" {memory_gib} GiB of memory, Python {platform.python_version()}, {platform.platform()}."
+        f" Times are medians of {args.runs} runs with a warm page cache; `x` is the ratio to that row."
+        " Peak RSS is that of the largest process started for the row (docker save works in dockerd: 0).",
+        "",
+        "| what | time (s) | MB/s | x cp | x docker save | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for measure in results:
+        rate = measure.bytes / MB / measure.seconds if measure.seconds else 0
+        lines.append(
+            f"| {measure.name} | {measure.seconds:.2f} | {rate:.0f} | {measure.seconds / floor.seconds:.1f} "
+            f"| {measure.seconds / docker_save.seconds:.2f} | {measure.peak_rss_mb:.0f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    with open(path, "w") as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
