@@ -64,8 +64,23 @@ def test_kill_9_at_many_points(source: str, baseline: str, tmp_path) -> None:
         assert not os.path.exists(archive(work)) or sha256_file(archive(work)) == baseline
     run_to_completion(work, config)
     assert sha256_file(archive(work)) == baseline
-    leftovers = [name for name in os.listdir(os.path.dirname(archive(work))) if name != "images.tar"]
-    assert not leftovers
+    # and once surely during the assembly: killed when its temporary file appears
+    os.unlink(archive(work))
+    process = subprocess.Popen(
+        command, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    results = os.path.dirname(archive(work))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(n.endswith(".part") for n in os.listdir(results)):
+        time.sleep(0.001)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert any(n.endswith(".part") for n in os.listdir(results)), "the assembly was not caught"
+    assert not os.path.exists(archive(work))
+    run_to_completion(work, config)
+    assert sha256_file(archive(work)) == baseline
+    leftovers = [name for name in os.listdir(results) if name != "images.tar"]
+    assert not leftovers  # the killed attempt's temporary is gone too
 
 
 def test_a_failed_run_after_a_change_never_leaves_a_stale_archive(tmp_path) -> None:
