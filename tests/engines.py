@@ -201,3 +201,99 @@ class Containerd:
         self.log.close()
         subprocess.run(["umount", "-R", self.base], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Registry:
+    """CNCF distribution (Debian's docker-registry) on 127.0.0.1, with its own storage.
+
+    Optional TLS with a CA made here, and htpasswd basic auth. Its access log tells what
+    was downloaded.
+    """
+
+    def __init__(self, tls: bool = False, user: tuple[str, str] | None = None) -> None:
+        self.base = tempfile.mkdtemp(prefix="txr", dir="/tmp")
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = ("https" if tls else "http") + "://" + self.host
+        self.ca_file = ""
+        config = [
+            "version: 0.1",
+            "log:\n  level: info\n  accesslog:\n    disabled: false",
+            f"storage:\n  filesystem:\n    rootdirectory: {self.base}/data\n  delete:\n    enabled: true",
+            f"http:\n  addr: {self.host}",
+        ]
+        if tls:
+            self.ca_file = self._make_certificates()
+            config.append(f"  tls:\n    certificate: {self.base}/server.crt\n    key: {self.base}/server.key")
+        if user:
+            import bcrypt
+
+            with open(os.path.join(self.base, "htpasswd"), "w") as handle:
+                handle.write(f"{user[0]}:{bcrypt.hashpw(user[1].encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+            config.append(f"auth:\n  htpasswd:\n    realm: test\n    path: {self.base}/htpasswd")
+        with open(os.path.join(self.base, "config.yml"), "w") as handle:
+            handle.write("\n".join(config) + "\n")
+        self.log_path = os.path.join(self.base, "registry.log")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", os.path.join(self.base, "config.yml")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        import socket
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("docker-registry exited")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("docker-registry did not start")
+
+    def _make_certificates(self) -> str:
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=self.base)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=tarexport test CA",
+                "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+                "-out", "server.csr")  # fmt: skip
+        with open(os.path.join(self.base, "san.cnf"), "w") as handle:
+            handle.write("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", "san.cnf", "-out", "server.crt")  # fmt: skip
+        return os.path.join(self.base, "ca.crt")
+
+    def push(self, layout: str, ref_name: str, repository_tag: str, user: tuple[str, str] | None = None) -> None:
+        """skopeo copy an image of an OCI layout (by its ref name) into the registry."""
+        command = ["skopeo", "copy", "-q", "--dest-tls-verify=false"]
+        if user:
+            command += ["--dest-creds", f"{user[0]}:{user[1]}"]
+        command += [f"oci:{layout}:{ref_name}", f"docker://{self.host}/{repository_tag}"]
+        subprocess.run(command, check=True, capture_output=True)
+
+    def blob_downloads(self) -> list[str]:
+        """Digests of the blobs fetched so far (successful GETs), in order."""
+        import re
+
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return re.findall(r'"GET /v2/[^ ]+/blobs/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" 200', handle.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
-    for tool in dockerd:docker.io containerd:containerd podman:podman skopeo:skopeo; do
+    for tool in dockerd:docker.io containerd:containerd podman:podman skopeo:skopeo docker-registry:docker-registry openssl:openssl; do
         command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -3,7 +3,7 @@
 
 rule image_config:
     input:
-        lambda wc: ancient(PIPELINE.config_source_file(wc.image)),
+        lambda wc: [ancient(f) for f in PIPELINE.config_inputs(wc.image)],
     output:
         f"{BUILD}/configs/{{image}}.json",
     log:

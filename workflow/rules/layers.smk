@@ -5,7 +5,7 @@
 rule layer_tar:
     input:
         # The source's mtime carries no news: the bytes are checked against their digest.
-        lambda wc: ancient(PIPELINE.layer_source_file(wc.diff)),
+        lambda wc: [ancient(f) for f in PIPELINE.layer_inputs(wc.diff)],
     output:
         layer=f"{BUILD}/layers/{{diff}}.tar",
         # its size and time when made: the archive step notices later changes
@@ -28,7 +28,7 @@ rule layer_tar:
 # after checking it and its uncompressed content.
 rule layer_blob:
     input:
-        lambda wc: ancient(PIPELINE.blob_source_file(wc.blob)),
+        lambda wc: [ancient(f) for f in PIPELINE.blob_inputs(wc.blob)],
     output:
         layer=f"{BUILD}/blobs/{{blob}}",
         record=f"{BUILD}/blobs/{{blob}}.check",

@@ -21,7 +21,7 @@ def copy_config(recipe: dict[str, Any], output: str, image: str = "") -> None:
     blob = BlobRef.from_json(recipe["blob"])
     container = open_container(blob.source_kind, blob.source_path, recipe["label"])
     try:
-        data = container.read_small(blob.member)
+        data = container.read_small(blob.member, kind="config")
     except TarexportError as exc:
         raise TarexportError(str(exc), image=image) from None
     actual = sha256_digest(data)

@@ -7,6 +7,7 @@ is cheap, and a parse-time plan avoids checkpoints re-evaluating the DAG.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,9 @@ class Pipeline:
     def __post_init__(self) -> None:
         # every image whose blobs go into the archive: the requested ones, then other platforms
         self._images_by_hex = {hex_of(p.image.image_id): p for p in self.plan.images + self.plan.platform_images}
-        self._labels = {os.path.realpath(spec.resolved): spec.path for spec in self.settings.sources}
+        self._labels = {
+            os.path.realpath(spec.resolved): spec.path for spec in self.settings.sources if not spec.registry
+        }
         self._layers = {
             h: [self._output_layer(layer) for layer in p.image.layers] for h, p in self._images_by_hex.items()
         }
@@ -126,6 +129,9 @@ class Pipeline:
         return self.settings.format
 
     def _label(self, blob: BlobRef) -> str:
+        if blob.source_kind == "registry":
+            where = json.loads(blob.source_path)
+            return json.loads(where["registry"])["url"] + "/" + where["repository"]
         return self._labels.get(blob.source_path, blob.source_path)
 
     def _layer_recipe(self, layer: LayerRef) -> str:
@@ -141,8 +147,8 @@ class Pipeline:
         )
 
     # -------- layers: uncompressed by diff_id, or kept compressed by blob digest
-    def layer_source_file(self, diff_hex: str) -> str:
-        return _source_file(self.uncompressed_layers[diff_hex].blob)
+    def layer_inputs(self, diff_hex: str) -> list[str]:
+        return _source_files(self.uncompressed_layers[diff_hex].blob)
 
     def layer_recipe(self, diff_hex: str) -> str:
         return self._layer_recipe(self.uncompressed_layers[diff_hex])
@@ -150,8 +156,8 @@ class Pipeline:
     def layer_context(self, diff_hex: str) -> MessageContext:
         return MessageContext(self.plan.layer_users["sha256:" + diff_hex])
 
-    def blob_source_file(self, blob_hex: str) -> str:
-        return _source_file(self.kept_blobs[blob_hex].blob)
+    def blob_inputs(self, blob_hex: str) -> list[str]:
+        return _source_files(self.kept_blobs[blob_hex].blob)
 
     def blob_recipe(self, blob_hex: str) -> str:
         return self._layer_recipe(self.kept_blobs[blob_hex])
@@ -163,8 +169,8 @@ class Pipeline:
     def config_ids(self) -> list[str]:
         return list(self._images_by_hex)
 
-    def config_source_file(self, image_hex: str) -> str:
-        return _source_file(self._images_by_hex[image_hex].image.config_blob)
+    def config_inputs(self, image_hex: str) -> list[str]:
+        return _source_files(self._images_by_hex[image_hex].image.config_blob)
 
     def config_context(self, image_hex: str) -> MessageContext:
         return MessageContext(self._images_by_hex[image_hex].display)
@@ -327,13 +333,17 @@ def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:
     return {layer.diff_id: layer.foreign for layer in planned.image.layers if layer.foreign is not None}
 
 
-def _source_file(blob: BlobRef) -> str:
+def _source_files(blob: BlobRef) -> list[str]:
+    """The local file a blob is read from (none for a registry: it is downloaded)."""
+    if blob.source_kind == "registry":
+        return []
     if blob.source_kind == "oci-layout":
-        return os.path.join(blob.source_path, blob.member)
-    return blob.source_path
+        return [os.path.join(blob.source_path, blob.member)]
+    return [blob.source_path]
 
 
 def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
     settings = load_settings(config, schema_path, workdir)
-    catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all")
+    cache = os.path.join(workdir, settings.build_dir, "registry")  # verified manifests and configs
+    catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all", settings.images, cache)
     return Pipeline(settings, make_plan(catalog, settings.images))

@@ -6,6 +6,7 @@ union of all sources instead of a daemon's image and reference stores.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import TarexportError
@@ -53,10 +54,18 @@ class Catalog:
         return found[0]
 
 
-def build_catalog(specs: list[SourceSpec], platform: str, all_platforms: bool = False) -> Catalog:
+def build_catalog(
+    specs: list[SourceSpec],
+    platform: str,
+    all_platforms: bool = False,
+    requests: list[str] | None = None,
+    cache_dir: str = "",
+) -> Catalog:
+    """Everything the sources hold; registries are asked only for the requested names."""
     catalog = Catalog()
-    for spec in specs:
-        contents = load_images(spec, platform, all_platforms)
+    wanted = [r for r in (parse_request(text) for text in requests or []) if isinstance(r, Reference)]
+    for spec in _with_registry_urls(specs, wanted):
+        contents = load_images(spec, platform, all_platforms, wanted, cache_dir)
         for image in contents.images:
             catalog.add(image)
         for index in contents.indexes:
@@ -64,6 +73,22 @@ def build_catalog(specs: list[SourceSpec], platform: str, all_platforms: bool = 
                 if name.tag:
                     catalog.tag_indexes.setdefault(Reference(name.name, name.tag), index)
     return catalog
+
+
+def _with_registry_urls(specs: list[SourceSpec], wanted: list[Reference]) -> list[SourceSpec]:
+    """A registry source without url serves every host that no other registry source names."""
+    named = {spec.registry.host for spec in specs if spec.registry is not None and spec.registry.url}
+    out = []
+    for spec in specs:
+        if spec.registry is None or spec.registry.url:
+            out.append(spec)
+            continue
+        hosts = sorted({ref.name.split("/", 1)[0] for ref in wanted} - named)
+        for host in hosts:
+            url = "https://" + ("registry-1.docker.io" if host == "docker.io" else host)
+            registry = dataclasses.replace(spec.registry, url=url, name_host=host)
+            out.append(dataclasses.replace(spec, path=url, registry=registry))
+    return out
 
 
 @dataclass

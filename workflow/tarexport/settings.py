@@ -11,6 +11,7 @@ import yaml
 
 from .errors import TarexportError
 from .sources import SourceSpec
+from .sources.registry import RegistrySettings
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
     for item in merged["sources"]:
         if isinstance(item, str):
             item = {"path": item}
+        if item.get("type") == "registry":
+            files = {key: resolve(item[key]) for key in ("ca_file", "cert_file", "key_file") if item.get(key)}
+            fields = {k: v for k, v in item.items() if k not in ("type", *files)}
+            registry = RegistrySettings(**fields, **files)
+            sources.append(SourceSpec(path=registry.url or "registry", resolved="", type="registry", registry=registry))
+            continue
         sources.append(
             SourceSpec(
                 path=item["path"],

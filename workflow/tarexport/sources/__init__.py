@@ -7,20 +7,23 @@ import tarfile
 from dataclasses import dataclass
 
 from ..errors import TarexportError, located
+from ..reference import Reference
 from .base import BlobRef, SourceImage
 from .containers import Container, DirectoryContainer, TarContainer
 from .docker_archive import images_from_manifest
-from .oci_layout import LayoutContents, images_from_layout
+from .oci_layout import LayoutContents, LayoutReader, images_from_layout
+from .registry import RegistryContainer, RegistrySettings
 
 __all__ = ["BlobRef", "SourceImage", "SourceSpec", "load_images", "open_container"]
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    path: str  # as configured, for messages
+    path: str  # as configured, for messages (a registry's URL)
     resolved: str  # absolute
-    type: str = ""  # "", "oci-layout" or "docker-archive"
+    type: str = ""  # "", "oci-layout", "docker-archive" or "registry"
     repository: str = ""
+    registry: RegistrySettings | None = None  # for type registry; url "" serves hosts no other source does
 
 
 def detect_type(spec: SourceSpec) -> str:
@@ -38,15 +41,61 @@ def detect_type(spec: SourceSpec) -> str:
 def open_container(kind: str, path: str, label: str) -> Container:
     if kind == "oci-layout":
         return DirectoryContainer(path, label)
+    if kind == "registry":
+        return RegistryContainer.from_path(path, label)
     return TarContainer(path, label)
 
 
-def load_images(spec: SourceSpec, platform: str, all_platforms: bool = False) -> LayoutContents:
-    """Every image a source holds, with its names (and, with all_platforms, its indexes)."""
+def load_images(
+    spec: SourceSpec,
+    platform: str,
+    all_platforms: bool = False,
+    wanted: list[Reference] | None = None,
+    cache_dir: str = "",
+) -> LayoutContents:
+    """Every image a source holds, with its names (and, with all_platforms, its indexes).
+
+    A registry cannot be listed: it yields the `wanted` names on its host."""
     try:
+        if spec.registry is not None:
+            return images_from_registry(spec.registry, spec.path, platform, all_platforms, wanted or [], cache_dir)
         return _load(spec, platform, all_platforms)
     except TarexportError as error:
         raise located(error, source=spec.path) from None
+
+
+def images_from_registry(
+    settings: RegistrySettings,
+    label: str,
+    platform: str,
+    all_platforms: bool,
+    wanted: list[Reference],
+    cache_dir: str = "",
+) -> LayoutContents:
+    contents = LayoutContents([], [])
+    by_repository: dict[str, list[Reference]] = {}
+    for ref in wanted:
+        domain, _, path = ref.name.partition("/")
+        if domain == settings.host:
+            by_repository.setdefault(path, []).append(ref)
+    for repository, refs in by_repository.items():
+        container = RegistryContainer(settings, repository, label, cache_dir)
+        reader = LayoutReader(container, label, platform, all_platforms)
+        for ref in refs:
+            if ref.digest:
+                reader.add_target({"digest": ref.digest}, [ref], depth=0)
+                continue
+            for tag in [ref.tag] if ref.tag else container.tags():
+                reader.add_target(container.resolve_tag(tag), [Reference(ref.name, tag)], depth=0)
+        for image in reader.images.values():
+            if cache_dir:  # the config job reads the verified copy made while planning
+                config = image.config_blob
+                image.config_blob = BlobRef(
+                    "oci-layout", os.path.realpath(cache_dir), config.member, config.digest, config.size
+                )
+        contents.images += reader.images.values()
+        contents.indexes += reader.indexes
+    return contents
 
 
 def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContents:

@@ -43,7 +43,8 @@ class Container:
         """A stream of the member's bytes and its size."""
         raise NotImplementedError
 
-    def read_small(self, member: str, limit: int = MAX_METADATA_BYTES) -> bytes:
+    def read_small(self, member: str, limit: int = MAX_METADATA_BYTES, kind: str = "") -> bytes:
+        """A metadata file, whole; `kind` ("manifest", "config") helps sources that serve them apart."""
         stream, size = self.open(member)
         with stream:
             if size > limit:

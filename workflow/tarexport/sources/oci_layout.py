@@ -49,7 +49,7 @@ def read_verified(container: Container, descriptor: dict[str, Any], what: str) -
     """Read a metadata blob and check it against its descriptor's digest and size."""
     digest = check_digest(descriptor.get("digest"), f"{what} digest")
     member = blob_member(digest)
-    data = container.read_small(member)
+    data = container.read_small(member, kind=what)
     actual = sha256_digest(data)
     if actual != digest:
         raise TarexportError(
@@ -114,7 +114,7 @@ def images_from_layout(
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
         raise TarexportError("index.json has no manifests list", source=source, member="index.json")
-    reader = _LayoutReader(container, source, platform, all_platforms)
+    reader = LayoutReader(container, source, platform, all_platforms)
     for entry in manifests:
         if not isinstance(entry, dict):
             raise TarexportError("index.json entry is not an object", source=source, member="index.json")
@@ -128,7 +128,7 @@ def images_from_layout(
 
 
 @dataclass
-class _LayoutReader:
+class LayoutReader:
     container: Container
     source: str
     platform: str

@@ -1,0 +1,238 @@
+"""Images straight from a registry, through the Distribution (OCI) API v2.
+
+Manifests and configs are read when the plan is made (a tag's digest is looked up on
+every run); layer blobs are read by the layer jobs, whose outputs are content-addressed,
+so a blob already stored is never downloaded again. Credentials come from environment
+variables named in the source or from the Docker/podman auth file, and never appear in a
+recipe, a message or the archive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO
+
+from ..errors import TarexportError
+from ..fileio import write_atomically
+from .base import MAX_METADATA_BYTES
+from .containers import Container
+
+MANIFEST_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+_BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """How to reach one registry; serialized into job recipes (names of secrets only)."""
+
+    url: str  # scheme://host[:port]
+    insecure: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    timeout: float = 60.0
+    username_env: str = ""
+    password_env: str = ""
+    name_host: str = ""  # the host names use, when the API lives elsewhere (docker.io)
+
+    @property
+    def host(self) -> str:
+        return self.name_host or urllib.parse.urlsplit(self.url).netloc
+
+    def to_text(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_text(cls, text: str) -> RegistrySettings:
+        return cls(**json.loads(text))
+
+
+def _credentials(settings: RegistrySettings) -> tuple[str, str] | None:
+    """Username and password: from the named environment variables, else the auth file."""
+    if settings.username_env:
+        return os.environ.get(settings.username_env, ""), os.environ.get(settings.password_env, "")
+    for path in (
+        os.environ.get("REGISTRY_AUTH_FILE", ""),
+        os.path.join(os.environ.get("DOCKER_CONFIG", os.path.expanduser("~/.docker")), "config.json"),
+    ):
+        if not path or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                auths = json.load(handle).get("auths", {})
+        except (OSError, ValueError):
+            raise TarexportError(f"auth file {path} is not readable JSON") from None
+        for key, entry in auths.items():
+            if urllib.parse.urlsplit(key if "://" in key else "//" + key).netloc == settings.host and "auth" in entry:
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                return user, password
+    return None
+
+
+class RegistryContainer(Container):
+    """One repository of a registry, read like a layout: members are `blobs/sha256/<hex>`."""
+
+    def __init__(self, settings: RegistrySettings, repository: str, label: str, cache_dir: str = ""):
+        self.settings = settings
+        self.cache_dir = cache_dir  # verified manifests and configs, by digest: fetched once
+        self.repository = repository
+        self.label = label
+        self.kind = "registry"
+        # what a job needs to reach it again: settings and repository, no secrets
+        self.path = json.dumps({"registry": settings.to_text(), "repository": repository}, sort_keys=True)
+        self._authorization = ""
+        scheme = urllib.parse.urlsplit(settings.url).scheme
+        if scheme == "http" and not settings.insecure:
+            raise TarexportError("plain http needs `insecure: true`", source=label)
+        context = ssl.create_default_context(cafile=settings.ca_file or None)
+        if settings.cert_file:
+            context.load_cert_chain(settings.cert_file, settings.key_file or None)
+        if settings.insecure and scheme == "https":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+
+    @classmethod
+    def from_path(cls, path: str, label: str) -> RegistryContainer:
+        data = json.loads(path)
+        return cls(RegistrySettings.from_text(data["registry"]), data["repository"], label)
+
+    def _url(self, kind: str, reference: str) -> str:
+        return f"{self.settings.url}/v2/{self.repository}/{kind}/{reference}"
+
+    def request(self, url: str, accept: str = "") -> Any:
+        """GET with the registry's auth dance (anonymous, basic, bearer token)."""
+        return self._send(urllib.request.Request(url, headers={"Accept": accept} if accept else {}))
+
+    def _send(self, request: urllib.request.Request) -> Any:
+        url = request.full_url
+        for _ in range(3):
+            if self._authorization:
+                request.add_header("Authorization", self._authorization)
+            try:
+                return self._opener.open(request, timeout=self.settings.timeout)
+            except urllib.error.HTTPError as error:
+                if error.code == 401 and not self._authorization:
+                    self._authorization = self._authorize(error.headers.get("WWW-Authenticate", ""))
+                    continue
+                raise TarexportError(
+                    f"registry answered {error.code} {error.reason} for {urllib.parse.urlsplit(url).path}",
+                    source=self.label,
+                ) from None
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise TarexportError(f"cannot reach the registry ({reason})", source=self.label) from None
+        raise TarexportError("registry refused the credentials (401)", source=self.label)
+
+    def _authorize(self, challenge: str) -> str:
+        scheme, _, params = challenge.partition(" ")
+        credentials = _credentials(self.settings)
+        if scheme.lower() == "basic":
+            if not credentials:
+                raise TarexportError("registry needs credentials and none are configured", source=self.label)
+            return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+        if scheme.lower() != "bearer":
+            raise TarexportError(f"unsupported registry auth scheme {scheme!r}", source=self.label)
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        query = {"service": fields.get("service", ""), "scope": f"repository:{self.repository}:pull"}
+        token_url = fields.get("realm", "") + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+        request = urllib.request.Request(token_url)
+        if credentials:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(credentials).encode()).decode())
+        try:
+            with self._opener.open(request, timeout=self.settings.timeout) as response:
+                answer = json.load(response)
+        except (urllib.error.URLError, OSError, ValueError):
+            raise TarexportError("cannot get a token from the registry's auth server", source=self.label) from None
+        token = answer.get("token") or answer.get("access_token")
+        if not token:
+            raise TarexportError("the registry's auth server gave no token", source=self.label)
+        return "Bearer " + token
+
+    def resolve_tag(self, tag: str) -> dict[str, Any]:
+        """The descriptor a tag points at now (asked every run; the content comes from the cache)."""
+        request = urllib.request.Request(
+            self._url("manifests", tag), method="HEAD", headers={"Accept": MANIFEST_ACCEPT}
+        )
+        digest, media_type = "", ""
+        try:
+            with self._send(request) as response:
+                digest = response.headers.get("Docker-Content-Digest", "")
+                media_type = response.headers.get("Content-Type", "")
+        except TarexportError:
+            digest = ""
+        if not re.match(r"^sha256:[0-9a-f]{64}$", digest):
+            with self.request(self._url("manifests", tag), MANIFEST_ACCEPT) as response:
+                data = response.read(MAX_METADATA_BYTES + 1)
+                media_type = response.headers.get("Content-Type", "")
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            self._store(digest, data)
+        descriptor: dict[str, Any] = {"digest": digest}
+        if media_type.split(";")[0].strip() in MANIFEST_ACCEPT.split(", "):
+            descriptor["mediaType"] = media_type.split(";")[0].strip()
+        return descriptor
+
+    def _cached(self, digest: str) -> bytes | None:
+        if not self.cache_dir:
+            return None
+        try:
+            with open(self.cache_path(digest), "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return None
+        return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None
+
+    def _store(self, digest: str, data: bytes) -> None:
+        if self.cache_dir and "sha256:" + hashlib.sha256(data).hexdigest() == digest:
+            write_atomically(self.cache_path(digest), data)
+
+    def cache_path(self, digest: str) -> str:
+        """The cache is laid out like an OCI layout's blobs, so it can be read as one."""
+        return os.path.join(self.cache_dir, "blobs", "sha256", digest.split(":")[1])
+
+    def tags(self) -> list[str]:
+        with self.request(f"{self.settings.url}/v2/{self.repository}/tags/list") as response:
+            return list(json.load(response).get("tags") or [])
+
+    def exists(self, member: str) -> bool:
+        return bool(_BLOB_RE.match(member))
+
+    def open(self, member: str) -> tuple[BinaryIO, int]:
+        match = _BLOB_RE.match(member)
+        if not match:
+            raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
+        response = self.request(self._url("blobs", "sha256:" + match.group(1)))
+        return response, int(response.headers.get("Content-Length", "-1"))
+
+    def read_small(self, member: str, limit: int = MAX_METADATA_BYTES, kind: str = "") -> bytes:
+        """A manifest (from /manifests/) or config (from /blobs/), from the cache when there."""
+        match = _BLOB_RE.match(member)
+        if not match:
+            raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
+        digest = "sha256:" + match.group(1)
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
+        endpoint, accept = ("blobs", "") if kind == "config" else ("manifests", MANIFEST_ACCEPT)
+        with self.request(self._url(endpoint, digest), accept) as response:
+            data = response.read(limit + 1)
+        if len(data) > limit:
+            raise TarexportError(f"over the {limit}-byte limit for metadata", source=self.label, member=member)
+        self._store(digest, data)
+        return data
