@@ -41,7 +41,7 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown key")
     if error.validator == "oneOf":
-        return "must be a path or a mapping with `path` (and optional `type`, `repository`)"
+        return "must be a path, a mapping with `path` (and optional `type`, `repository`), or a registry"
     return error.message
 
 
