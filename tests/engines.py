@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 DOCKER = "/usr/bin/docker"  # Debian's 20.10 client; another docker on PATH may be newer
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
@@ -23,6 +24,21 @@ def require(tool: str) -> None:
     if os.environ.get("CI") or os.environ.get("TAREXPORT_REQUIRE_ENGINES"):
         pytest.fail(f"{tool} is required in CI but not installed")
     pytest.skip(f"{tool} not installed")
+
+
+def stop_daemon(process: subprocess.Popen, log: Any, base: str, unmount: str = "") -> None:
+    """Stop a daemon the tests started (its whole process group), then remove its files."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    log.close()
+    if unmount:
+        subprocess.run(["umount", "-R", unmount], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 class DockerEngine:
@@ -98,16 +114,7 @@ class DockerEngine:
         return out
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
-        subprocess.run(["umount", "-R", os.path.join(self.base, "exec")], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
+        stop_daemon(self.process, self.log, self.base, unmount=os.path.join(self.base, "exec"))
 
 
 class Podman:
@@ -191,16 +198,7 @@ class Containerd:
         return out
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
-        subprocess.run(["umount", "-R", self.base], capture_output=True)
-        shutil.rmtree(self.base, ignore_errors=True)
+        stop_daemon(self.process, self.log, self.base, unmount=self.base)
 
 
 def free_port() -> int:
@@ -292,8 +290,4 @@ class Registry:
             return re.findall(r'"GET /v2/[^ ]+/blobs/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" 200', handle.read())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        self.log.close()
-        shutil.rmtree(self.base, ignore_errors=True)
+        stop_daemon(self.process, self.log, self.base)
