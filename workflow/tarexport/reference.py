@@ -51,9 +51,6 @@ class Reference:
     def familiar(self) -> str:
         return self.familiar_name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.name, tag, "")
-
 
 def _split_domain(text: str) -> tuple[str, str]:
     head, sep, rest = text.partition("/")
@@ -103,13 +100,6 @@ class ImageIDRequest:
     """A request by full image ID (`sha256:<hex>` or bare 64 hex)."""
 
     image_id: str
-
-
-@dataclass(frozen=True)
-class IDSearchRequest:
-    """A request that Docker resolves by searching image IDs by prefix."""
-
-    term: str
 
 
 def parse_request(text: str) -> Reference | ImageIDRequest:
