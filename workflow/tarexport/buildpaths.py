@@ -53,3 +53,13 @@ def oci_index(build_dir: str) -> str:
 def oci_image_index(build_dir: str, index_hex: str) -> str:
     """Our copy of a multi-platform index, named by the source index's digest."""
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
+
+
+def stored_layer_digest(path: str) -> str:
+    """The digest a stored layer file is named by (layers/<diff>.tar, blobs/<digest>); "" for others."""
+    name, folder = os.path.basename(path), os.path.basename(os.path.dirname(path))
+    if folder == "layers" and name.endswith(".tar"):
+        return "sha256:" + name[: -len(".tar")]
+    if folder == "blobs":
+        return "sha256:" + name
+    return ""

@@ -6,6 +6,7 @@ import os
 import zlib
 from typing import Any
 
+from . import buildpaths
 from .digests import sha256_digest
 from .errors import TarexportError
 from .fileio import atomic_output, write_atomically
@@ -103,9 +104,8 @@ def assemble(
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")
-        if entry.path.endswith(".tar") or os.path.basename(os.path.dirname(entry.path)) == "blobs":
-            # a stored layer: its name is its digest
-            digest = "sha256:" + os.path.basename(entry.path).removesuffix(".tar")
+        digest = buildpaths.stored_layer_digest(entry.path)
+        if digest:
             verify_layer_file(entry.path, digest, full_verify)
     with atomic_output(output) as out:
         sink = Sink(out) if compression == "none" else CompressingSink(out, COMPRESSORS[compression]())

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from . import buildpaths
@@ -280,16 +281,17 @@ class Pipeline:
             for h, p in requested
         ]
 
-    @property
+    # Computed once per parse: the rules, the archive inputs and the plan digest all ask.
+    @cached_property
     def manifest_json(self) -> bytes:
         return manifest_json(self._index_entries())
 
-    @property
+    @cached_property
     def repositories(self) -> bytes | None:
         return repositories_json(self._index_entries())
 
     # -------- the archive
-    @property
+    @cached_property
     def plan_digest(self) -> str:
         """What the archive at `output` must have been made from: everything that decides its bytes."""
         settings = self.settings
@@ -310,6 +312,10 @@ class Pipeline:
         return os.path.join(self.build_dir, "export.plan")
 
     def archive_inputs(self) -> list[str]:
+        return list(self._archive_inputs)
+
+    @cached_property
+    def _archive_inputs(self) -> list[str]:
         build = self.build_dir
         files = [buildpaths.manifest(build, self.format)]
         if self.repositories is not None:
