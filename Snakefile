@@ -39,6 +39,10 @@ PLAN_DIGEST = PIPELINE.plan_digest
 
 ENV = "../envs/tarexport.yaml"
 
+# Registry downloads at once: the config's bound unless given with --resources.
+if workflow.global_resources.get("registry_downloads").value is None:
+    workflow.register_resource("registry_downloads", PIPELINE.settings.parallel_downloads)
+
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
 # need no install step and the command stays out of the rules' params.
 _JOB_COMMAND = f"PYTHONPATH={os.path.join(workflow.basedir, 'workflow')!r} {sys.executable!r} -m tarexport"

@@ -9,7 +9,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.tokenserver import TokenServer
 
 DOCKER = "/usr/bin/docker"  # Debian's 20.10 client; another docker on PATH may be newer
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
@@ -212,11 +215,21 @@ def free_port() -> int:
 class Registry:
     """CNCF distribution (Debian's docker-registry) on 127.0.0.1, with its own storage.
 
-    Optional TLS with a CA made here, and htpasswd basic auth. Its access log tells what
-    was downloaded.
+    Optional TLS with a CA made here, and htpasswd basic auth or token auth (a TokenServer
+    from tests/tokenserver.py). Its access log tells what was downloaded.
     """
 
-    def __init__(self, tls: bool = False, user: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tls: bool = False,
+        user: tuple[str, str] | None = None,
+        token: TokenServer | None = None,
+        client_certs: bool = False,
+    ) -> None:
+        """`client_certs` (with tls): clients must show a certificate from the test CA;
+        `client_dir` then holds client.cert/client.key/ca.crt (skopeo's cert-dir layout)."""
+        if user and token:
+            raise ValueError("a registry has htpasswd or token auth, not both")
         self.base = tempfile.mkdtemp(prefix="txr", dir="/tmp")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -231,16 +244,28 @@ class Registry:
         if tls:
             self.ca_file = self._make_certificates()
             config.append(f"  tls:\n    certificate: {self.base}/server.crt\n    key: {self.base}/server.key")
+            if client_certs:
+                self.client_dir = self._make_client_certificate()
+                config.append(f"    clientcas:\n      - {self.ca_file}")
         if user:
             import bcrypt
 
             with open(os.path.join(self.base, "htpasswd"), "w") as handle:
                 handle.write(f"{user[0]}:{bcrypt.hashpw(user[1].encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
             config.append(f"auth:\n  htpasswd:\n    realm: test\n    path: {self.base}/htpasswd")
+        if token:
+            config.append(
+                f"auth:\n  token:\n    realm: {token.realm}\n    service: {token.service}\n"
+                f"    issuer: {token.issuer}\n    rootcertbundle: {token.cert_file}"
+            )
         with open(os.path.join(self.base, "config.yml"), "w") as handle:
             handle.write("\n".join(config) + "\n")
         self.log_path = os.path.join(self.base, "registry.log")
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.start()
+
+    def start(self) -> None:
+        """Start (or start again after `halt`) on the same port and storage."""
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in halt()
         self.process = subprocess.Popen(
             ["docker-registry", "serve", os.path.join(self.base, "config.yml")],
             stdout=self.log,
@@ -274,9 +299,30 @@ class Registry:
                 "-days", "2", "-extfile", "san.cnf", "-out", "server.crt")  # fmt: skip
         return os.path.join(self.base, "ca.crt")
 
+    def _make_client_certificate(self) -> str:
+        client = os.path.join(self.base, "client")
+        os.makedirs(client)
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=self.base)
+
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=tarexport test client", "-keyout",
+                "client/client.key", "-out", "client.csr")  # fmt: skip
+        with open(os.path.join(self.base, "client.cnf"), "w") as handle:
+            handle.write("extendedKeyUsage=clientAuth\n")
+        openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", "client.cnf", "-out", "client/client.cert")  # fmt: skip
+        shutil.copy(os.path.join(self.base, "ca.crt"), os.path.join(client, "ca.crt"))
+        return client
+
     def push(self, layout: str, ref_name: str, repository_tag: str, user: tuple[str, str] | None = None) -> None:
-        """skopeo copy an image of an OCI layout (by its ref name) into the registry."""
+        """skopeo copy an image of an OCI layout (by its ref name) into the registry.
+
+        With token auth skopeo gets the bearer token from the realm itself, using `user`.
+        """
         command = ["skopeo", "copy", "-q", "--dest-tls-verify=false"]
+        if getattr(self, "client_dir", ""):
+            command += ["--dest-cert-dir", self.client_dir]
         if user:
             command += ["--dest-creds", f"{user[0]}:{user[1]}"]
         command += [f"oci:{layout}:{ref_name}", f"docker://{self.host}/{repository_tag}"]
@@ -288,6 +334,13 @@ class Registry:
 
         with open(self.log_path, encoding="utf-8", errors="replace") as handle:
             return re.findall(r'"GET /v2/[^ ]+/blobs/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" 200', handle.read())
+
+    def halt(self) -> None:
+        """Stop the process at once (SIGKILL), keeping its storage: `start` brings it back."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
 
     def stop(self) -> None:
         stop_daemon(self.process, self.log, self.base)

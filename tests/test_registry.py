@@ -163,3 +163,158 @@ def test_tls_with_a_custom_ca(layout: str, tmp_path) -> None:
         assert os.path.isfile(archive(trusted))
     finally:
         server.stop()
+
+
+def test_token_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bearer tokens from the challenge's realm, for this repository's pull scope."""
+    from tests.tokenserver import TokenServer
+
+    tokens = TokenServer(users={"alice": "t0ken-pa55"})
+    server = Registry(token=tokens)
+    try:
+        server.push(layout, "a", "bench/a:1", user=("alice", "t0ken-pa55"))
+        name = f"{server.host}/bench/a:1"
+        source = source_of(server, username_env="TX_USER", password_env="TX_PASSWORD")
+        monkeypatch.setenv("TX_USER", "alice")
+        monkeypatch.setenv("TX_PASSWORD", "nope")
+        bad = str(tmp_path / "bad")
+        os.makedirs(bad)
+        run = snakemake(bad, configfile=write_config(bad, sources=[source], images=[name]))
+        assert run.returncode != 0 and "auth server answered 401 (refused the credentials)" in one_line(run.output)
+        monkeypatch.setenv("TX_PASSWORD", "t0ken-pa55")
+        tokens.requests.clear()
+        good = str(tmp_path / "good")
+        os.makedirs(good)
+        export(good, sources=[source], images=[name])
+        asked = [r for r in tokens.requests if r["status"] == 200]
+        assert asked and all(r["user"] == "alice" and r["scope"] == ["repository:bench/a:pull"] for r in asked)
+        # the image's own bytes came through
+        with open(os.path.join(good, "build", "configs", A.image_id.split(":")[1] + ".json"), "rb") as handle:
+            assert handle.read() == A.config
+    finally:
+        server.stop()
+        tokens.stop()
+
+
+def test_identity_token_from_the_auth_file(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `identitytoken` (what `docker login` stores for OAuth registries) is exchanged by
+    the OAuth2 POST with grant_type=refresh_token."""
+    import json
+
+    from tests.tokenserver import TokenServer
+
+    tokens = TokenServer(users={"alice": "pw"})
+    server = Registry(token=tokens)
+    try:
+        server.push(layout, "a", "bench/a:1", user=("alice", "pw"))
+        config_dir = tmp_path / "docker"
+        config_dir.mkdir()
+        refresh = tokens.new_refresh_token("alice")
+        tokens.requests.clear()  # the push's own
+        (config_dir / "config.json").write_text(json.dumps({"auths": {server.host: {"identitytoken": refresh}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+        monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+        work = str(tmp_path / "work")
+        os.makedirs(work)
+        export(work, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
+        grants = {(r["method"], r["grant_type"], r["client_id"]) for r in tokens.requests if r["status"] == 200}
+        assert grants == {("POST", "refresh_token", "tarexport")}, tokens.requests
+    finally:
+        server.stop()
+        tokens.stop()
+
+
+HELPER = """#!/bin/sh
+# a docker credential helper: `get` reads the server on stdin, answers JSON
+read server
+echo "$server" >> "{log}"
+case "$server" in
+  {host}) printf '{{"ServerURL":"%s","Username":"alice","Secret":"{secret}"}}' "$server" ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("style", ["credHelpers", "credsStore"])
+def test_credential_helpers(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch, style: str) -> None:
+    import json
+
+    secret = "h3lper-secret"
+    server = Registry(user=("alice", secret))
+    try:
+        server.push(layout, "a", "bench/a:1", user=("alice", secret))
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        helper = bin_dir / "docker-credential-txtest"
+        log = tmp_path / "helper.log"
+        helper.write_text(HELPER.format(log=log, host=server.host, secret=secret))
+        helper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        config_dir = tmp_path / "docker"
+        config_dir.mkdir()
+        settings = {"credHelpers": {server.host: "txtest"}} if style == "credHelpers" else {"credsStore": "txtest"}
+        # an `auths` entry for the host is ignored when a helper serves it, as in Docker
+        settings["auths"] = {server.host: {"auth": "d3Jvbmc6d3Jvbmc="}}
+        (config_dir / "config.json").write_text(json.dumps(settings))
+        monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+        monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+        work = str(tmp_path / "work")
+        os.makedirs(work)
+        run = export(work, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
+        assert set(log.read_text().split()) == {server.host}
+        assert secret not in run.output
+        for directory, _, files in os.walk(work):
+            for file in files:
+                with open(os.path.join(directory, file), "rb") as handle:
+                    assert secret.encode() not in handle.read(), file
+        # a helper that knows no credentials for the host: anonymous, refused by the registry
+        helper.write_text(HELPER.format(log=log, host="elsewhere", secret=secret))
+        again = str(tmp_path / "again")
+        os.makedirs(again)
+        run = snakemake(
+            again, configfile=write_config(again, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
+        )
+        assert run.returncode != 0
+        assert "registry needs a user name and password and none are configured" in one_line(run.output)
+    finally:
+        server.stop()
+
+
+def test_a_missing_credential_helper(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    server = Registry(user=("alice", "pw"))
+    try:
+        server.push(layout, "a", "bench/a:1", user=("alice", "pw"))
+        (tmp_path / "config.json").write_text(json.dumps({"credsStore": "txabsent"}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+        monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+        work = str(tmp_path / "work")
+        os.makedirs(work)
+        run = snakemake(
+            work, configfile=write_config(work, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
+        )
+        assert run.returncode != 0
+        assert "credential helper docker-credential-txabsent is not on PATH" in one_line(run.output)
+    finally:
+        server.stop()
+
+
+def test_client_certificate(layout: str, tmp_path) -> None:
+    server = Registry(tls=True, client_certs=True)
+    try:
+        server.push(layout, "a", "bench/a:1")
+        name = f"{server.host}/bench/a:1"
+        without = str(tmp_path / "without")
+        os.makedirs(without)
+        source = {"type": "registry", "url": server.url, "ca_file": server.ca_file, "retries": 0}
+        run = snakemake(without, configfile=write_config(without, sources=[source], images=[name]))
+        assert run.returncode != 0 and "cannot reach the registry" in one_line(run.output)
+        client = server.client_dir
+        source |= {"cert_file": f"{client}/client.cert", "key_file": f"{client}/client.key"}
+        work = str(tmp_path / "with")
+        os.makedirs(work)
+        export(work, sources=[source], images=[name])
+        assert os.path.isfile(archive(work))
+    finally:
+        server.stop()

@@ -14,8 +14,9 @@ rule image_config:
     conda:
         ENV
     params:
-        # names the image in messages; not a rerun trigger (see MessageContext)
+        # untracked (see Untracked): the image, for messages; where its bytes are
         context=lambda wc: PIPELINE.config_context(wc.image),
+        source=lambda wc: PIPELINE.config_source(wc.image),
         recipe=lambda wc: PIPELINE.config_recipe(wc.image),
     shell:
-        "tarexport config --recipe {params.recipe:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "tarexport config --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output:q} 2> >(tee {log:q} >&2)"

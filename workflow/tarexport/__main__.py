@@ -17,7 +17,7 @@ def _layer(args: argparse.Namespace) -> None:
     from .layers import DEFAULT_MAX_EXPANSION, materialize
     from .sources import BlobRef
 
-    recipe = json.loads(args.recipe)
+    recipe = {**json.loads(args.source), **json.loads(args.recipe)}
     blob = BlobRef.from_json(recipe["blob"])
     materialize(
         blob,
@@ -45,7 +45,7 @@ def _oci_image_index(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> None:
     from .jobs import copy_config
 
-    copy_config(json.loads(args.recipe), args.output, args.context)
+    copy_config({**json.loads(args.source), **json.loads(args.recipe)}, args.output, args.context)
 
 
 def _v1_dir(args: argparse.Namespace) -> None:
@@ -69,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     layer = commands.add_parser("layer", help="materialize one uncompressed layer")
     layer.add_argument("--recipe", required=True)
+    layer.add_argument("--source", required=True, help="where to read it (JSON); not part of its identity")
     layer.add_argument("--output", required=True)
     layer.add_argument("--context", default="", help="the images using it, for messages")
     layer.add_argument("--keep", action="store_true", help="store the blob as it is, after checking it")
     layer.set_defaults(run=_layer)
     config = commands.add_parser("config", help="copy one image config, verified")
     config.add_argument("--recipe", required=True)
+    config.add_argument("--source", required=True, help="where to read it (JSON); not part of its identity")
     config.add_argument("--output", required=True)
     config.add_argument("--context", default="", help="the image, for messages")
     config.set_defaults(run=_config)

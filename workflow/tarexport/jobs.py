@@ -8,7 +8,7 @@ from typing import Any
 
 from . import buildpaths
 from .digests import sha256_digest
-from .errors import TarexportError
+from .errors import TarexportError, located
 from .fileio import atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .formats.docker_legacy import VERSION_BYTES, config_diff_ids, v1_layers
@@ -24,7 +24,7 @@ def copy_config(recipe: dict[str, Any], output: str, image: str = "") -> None:
     try:
         data = container.read_small(blob.member, kind="config")
     except TarexportError as exc:
-        raise TarexportError(str(exc), image=image) from None
+        raise located(exc, image=image, member=blob.member) from None
     actual = sha256_digest(data)
     if actual != recipe["image_id"]:
         raise TarexportError(

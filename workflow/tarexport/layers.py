@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from .errors import TarexportError
+from .errors import TarexportError, located
 from .fileio import atomic_output, write_atomically
 from .sources import BlobRef, open_container
 
@@ -87,7 +87,7 @@ def materialize(
     try:
         stream, size = container.open(blob.member)
     except TarexportError as exc:
-        raise TarexportError(str(exc), image=image) from None
+        raise located(exc, **where) from None
     with stream:
         if blob.size >= 0 and size != blob.size:
             raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)
@@ -130,8 +130,8 @@ def materialize(
                     raise TarexportError(f"uncompressed layer has digest {actual}, expected diff_id {diff_id}", **where)
                 if not is_tar_start(first):
                     raise TarexportError("layer is not a tar archive", **where)
-        except TarexportError:
-            raise
+        except TarexportError as exc:
+            raise located(exc, **where) from None
         except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError
             # a damaged blob is reported as such: finish hashing it before blaming its format
             for chunk in _chunks(stream):

@@ -29,11 +29,13 @@ from .sources.base import ForeignSource, LayerRef, recipe_json
 RECIPE_VERSION = 1
 
 
-class MessageContext:
-    """Text for error messages only (which image a job serves).
+class Untracked:
+    """A job param Snakemake does not compare between runs: message text (which image a
+    job serves) and where a content-addressed job reads its bytes.
 
-    Snakemake's params trigger compares only builtin-typed values, so passing this
-    object as a param never re-runs a job when, say, the first image using a layer changes.
+    Snakemake's params trigger compares only builtin-typed values. A stored layer or config
+    is named by its digest and checked against it, so neither the first image using it nor
+    the source it came from (a moved layout, a registry's timeout) may re-run its job.
     """
 
     def __init__(self, text: str):
@@ -136,15 +138,16 @@ class Pipeline:
         return self._labels.get(blob.source_path, blob.source_path)
 
     def _layer_recipe(self, layer: LayerRef) -> str:
+        """What a layer job must produce (tracked): its output is named by digest anyway."""
+        return recipe_json({"v": RECIPE_VERSION, "diff_id": layer.diff_id})
+
+    def _layer_source(self, layer: LayerRef) -> Untracked:
+        """Where and how a layer job reads its blob (untracked: the bytes are verified)."""
         blob = layer.blob
-        return recipe_json(
-            {
-                "v": RECIPE_VERSION,
-                "blob": blob.to_json(),
-                "diff_id": layer.diff_id,
-                "label": self._label(blob),
-                "max_expansion": self.settings.max_layer_expansion,
-            }
+        return Untracked(
+            recipe_json(
+                {"blob": blob.to_json(), "label": self._label(blob), "max_expansion": self.settings.max_layer_expansion}
+            )
         )
 
     # -------- layers: uncompressed by diff_id, or kept compressed by blob digest
@@ -154,8 +157,11 @@ class Pipeline:
     def layer_recipe(self, diff_hex: str) -> str:
         return self._layer_recipe(self.uncompressed_layers[diff_hex])
 
-    def layer_context(self, diff_hex: str) -> MessageContext:
-        return MessageContext(self.plan.layer_users["sha256:" + diff_hex])
+    def layer_source(self, diff_hex: str) -> Untracked:
+        return self._layer_source(self.uncompressed_layers[diff_hex])
+
+    def layer_context(self, diff_hex: str) -> Untracked:
+        return Untracked(self.plan.layer_users["sha256:" + diff_hex])
 
     def blob_inputs(self, blob_hex: str) -> list[str]:
         return _source_files(self.kept_blobs[blob_hex].blob)
@@ -163,8 +169,18 @@ class Pipeline:
     def blob_recipe(self, blob_hex: str) -> str:
         return self._layer_recipe(self.kept_blobs[blob_hex])
 
-    def blob_context(self, blob_hex: str) -> MessageContext:
-        return MessageContext(self.plan.layer_users[self.kept_blobs[blob_hex].diff_id])
+    def layer_downloads(self, diff_hex: str) -> int:
+        """1 for a job that downloads (counted against `parallel_downloads`), else 0."""
+        return int(self.uncompressed_layers[diff_hex].blob.source_kind == "registry")
+
+    def blob_downloads(self, blob_hex: str) -> int:
+        return int(self.kept_blobs[blob_hex].blob.source_kind == "registry")
+
+    def blob_source(self, blob_hex: str) -> Untracked:
+        return self._layer_source(self.kept_blobs[blob_hex])
+
+    def blob_context(self, blob_hex: str) -> Untracked:
+        return Untracked(self.plan.layer_users[self.kept_blobs[blob_hex].diff_id])
 
     # -------- configs
     def config_ids(self) -> list[str]:
@@ -173,15 +189,15 @@ class Pipeline:
     def config_inputs(self, image_hex: str) -> list[str]:
         return _source_files(self._images_by_hex[image_hex].image.config_blob)
 
-    def config_context(self, image_hex: str) -> MessageContext:
-        return MessageContext(self._images_by_hex[image_hex].display)
+    def config_context(self, image_hex: str) -> Untracked:
+        return Untracked(self._images_by_hex[image_hex].display)
 
     def config_recipe(self, image_hex: str) -> str:
-        image = self._images_by_hex[image_hex].image
-        blob = image.config_blob
-        return recipe_json(
-            {"v": RECIPE_VERSION, "blob": blob.to_json(), "image_id": image.image_id, "label": self._label(blob)}
-        )
+        return recipe_json({"v": RECIPE_VERSION, "image_id": self._images_by_hex[image_hex].image.image_id})
+
+    def config_source(self, image_hex: str) -> Untracked:
+        blob = self._images_by_hex[image_hex].image.config_blob
+        return Untracked(recipe_json({"blob": blob.to_json(), "label": self._label(blob)}))
 
     # -------- docker: v1 directories
     def _v1_is_top(self, v1_id: str) -> bool:

@@ -26,6 +26,7 @@ class Settings:
     foreign_layers: str
     max_layer_expansion: int
     verify_layers: str
+    parallel_downloads: int
     sources: list[SourceSpec]
     images: list[str]
 
@@ -92,6 +93,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         foreign_layers=merged["foreign_layers"],
         max_layer_expansion=merged["max_layer_expansion"],
         verify_layers=merged["verify_layers"],
+        parallel_downloads=merged["parallel_downloads"],
         sources=sources,
         images=list(merged["images"]),
     )

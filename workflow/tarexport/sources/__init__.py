@@ -82,11 +82,14 @@ def images_from_registry(
         container = RegistryContainer(settings, repository, label, cache_dir)
         reader = LayoutReader(container, label, platform, all_platforms)
         for ref in refs:
-            if ref.digest:
-                reader.add_target({"digest": ref.digest}, [ref], depth=0)
-                continue
-            for tag in [ref.tag] if ref.tag else container.tags():
-                reader.add_target(container.resolve_tag(tag), [Reference(ref.name, tag)], depth=0)
+            try:
+                if ref.digest:
+                    reader.add_target({"digest": ref.digest}, [ref], depth=0)
+                    continue
+                for tag in [ref.tag] if ref.tag else container.tags():
+                    reader.add_target(container.resolve_tag(tag), [Reference(ref.name, tag)], depth=0)
+            except TarexportError as error:
+                raise located(error, image=str(ref)) from None
         for image in reader.images.values():
             if cache_dir:  # the config job reads the verified copy made while planning
                 config = image.config_blob

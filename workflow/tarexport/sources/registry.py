@@ -9,12 +9,14 @@ recipe, a message or the archive.
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import http.client
+import io
 import json
 import os
 import re
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +27,8 @@ from ..errors import TarexportError
 from ..fileio import write_atomically
 from .base import MAX_METADATA_BYTES
 from .containers import Container
+from .download import ResumingDownload, backoff
+from .registry_auth import Credentials, find_credentials
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -35,6 +39,10 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 _BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+
+
+# Worth another try: rate limits, timeouts and a server or proxy that is briefly unwell.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class RegistrySettings:
     timeout: float = 60.0
     username_env: str = ""
     password_env: str = ""
+    retries: int = 5  # per request and per broken download, with backoff
+    progress_interval: float = 10.0  # seconds between progress lines of a long download; 0: none
     name_host: str = ""  # the host names use, when the API lives elsewhere (docker.io)
 
     @property
@@ -61,28 +71,6 @@ class RegistrySettings:
     @classmethod
     def from_text(cls, text: str) -> RegistrySettings:
         return cls(**json.loads(text))
-
-
-def _credentials(settings: RegistrySettings) -> tuple[str, str] | None:
-    """Username and password: from the named environment variables, else the auth file."""
-    if settings.username_env:
-        return os.environ.get(settings.username_env, ""), os.environ.get(settings.password_env, "")
-    for path in (
-        os.environ.get("REGISTRY_AUTH_FILE", ""),
-        os.path.join(os.environ.get("DOCKER_CONFIG", os.path.expanduser("~/.docker")), "config.json"),
-    ):
-        if not path or not os.path.isfile(path):
-            continue
-        try:
-            with open(path, encoding="utf-8") as handle:
-                auths = json.load(handle).get("auths", {})
-        except (OSError, ValueError):
-            raise TarexportError(f"auth file {path} is not readable JSON") from None
-        for key, entry in auths.items():
-            if urllib.parse.urlsplit(key if "://" in key else "//" + key).netloc == settings.host and "auth" in entry:
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-                return user, password
-    return None
 
 
 class RegistryContainer(Container):
@@ -121,49 +109,96 @@ class RegistryContainer(Container):
         return self._send(urllib.request.Request(url, headers={"Accept": accept} if accept else {}))
 
     def _send(self, request: urllib.request.Request) -> Any:
-        url = request.full_url
-        for _ in range(3):
+        """Send with the registry's auth dance; retry 429, 5xx and broken connections."""
+        path = urllib.parse.urlsplit(request.full_url).path
+        failures = 0
+        while True:
             if self._authorization:
-                request.add_header("Authorization", self._authorization)
+                # unredirected: a blob redirect to storage elsewhere must not carry our token
+                request.add_unredirected_header("Authorization", self._authorization)
             try:
                 return self._opener.open(request, timeout=self.settings.timeout)
             except urllib.error.HTTPError as error:
-                if error.code == 401 and not self._authorization:
-                    self._authorization = self._authorize(error.headers.get("WWW-Authenticate", ""))
+                retry_after = error.headers.get("Retry-After")
+                challenge = error.headers.get("WWW-Authenticate", "")
+                error.close()
+                # a bearer token may expire during a long run: fetch a new one once
+                if error.code == 401 and (
+                    not self._authorization or (self._authorization.startswith("Bearer ") and not failures)
+                ):
+                    fresh = self._authorize(challenge)
+                    if fresh != self._authorization:
+                        self._authorization = fresh
+                        continue
+                if error.code == 401:
+                    raise TarexportError(
+                        f"registry refused the credentials (401) for {path}; check them", source=self.label
+                    ) from None
+                if error.code in RETRY_STATUSES and failures < self.settings.retries:
+                    time.sleep(backoff(failures, retry_after))
+                    failures += 1
                     continue
+                tries = f" after {failures + 1} attempts" if failures else ""
                 raise TarexportError(
-                    f"registry answered {error.code} {error.reason} for {urllib.parse.urlsplit(url).path}",
-                    source=self.label,
+                    f"registry answered {error.code} {error.reason} for {path}{tries}", source=self.label
                 ) from None
-            except (urllib.error.URLError, OSError) as error:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
                 reason = getattr(error, "reason", error)
-                raise TarexportError(f"cannot reach the registry ({reason})", source=self.label) from None
-        raise TarexportError("registry refused the credentials (401)", source=self.label)
+                if isinstance(reason, ssl.SSLCertVerificationError) or failures >= self.settings.retries:
+                    tries = f" after {failures + 1} attempts" if failures else ""
+                    raise TarexportError(f"cannot reach the registry ({reason}){tries}", source=self.label) from None
+                time.sleep(backoff(failures))
+                failures += 1
 
     def _authorize(self, challenge: str) -> str:
         scheme, _, params = challenge.partition(" ")
-        credentials = _credentials(self.settings)
+        credentials = find_credentials(self.settings.host, self.settings.username_env, self.settings.password_env)
         if scheme.lower() == "basic":
-            if not credentials:
-                raise TarexportError("registry needs credentials and none are configured", source=self.label)
-            return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+            if not credentials or credentials.identity_token:
+                raise TarexportError(
+                    "registry needs a user name and password and none are configured", source=self.label
+                )
+            return credentials.basic()
         if scheme.lower() != "bearer":
             raise TarexportError(f"unsupported registry auth scheme {scheme!r}", source=self.label)
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
-        query = {"service": fields.get("service", ""), "scope": f"repository:{self.repository}:pull"}
-        token_url = fields.get("realm", "") + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
-        request = urllib.request.Request(token_url)
-        if credentials:
-            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(credentials).encode()).decode())
+        if not fields.get("realm", "").startswith(("https://", "http://")):
+            raise TarexportError("the registry's auth challenge names no token server", source=self.label)
+        answer = self._token(fields["realm"], fields.get("service", ""), credentials)
+        token = answer.get("token") or answer.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise TarexportError("the registry's auth server gave no token", source=self.label)
+        return "Bearer " + token
+
+    def _token(self, realm: str, service: str, credentials: Credentials | None) -> dict[str, Any]:
+        """A pull token for this repository: GET (anonymous or basic), or the OAuth2 POST
+        with a refresh token when the credentials are an identity token."""
+        scope = f"repository:{self.repository}:pull"
+        if credentials and credentials.identity_token:
+            form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token, "service": service,
+                    "scope": scope, "client_id": "tarexport"}  # fmt: skip
+            request = urllib.request.Request(realm, data=urllib.parse.urlencode(form).encode(), method="POST")
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        else:
+            query = urllib.parse.urlencode({k: v for k, v in (("service", service), ("scope", scope)) if v})
+            request = urllib.request.Request(realm + ("&" if "?" in realm else "?") + query)
+            if credentials:
+                request.add_unredirected_header("Authorization", credentials.basic())
         try:
             with self._opener.open(request, timeout=self.settings.timeout) as response:
                 answer = json.load(response)
-        except (urllib.error.URLError, OSError, ValueError):
-            raise TarexportError("cannot get a token from the registry's auth server", source=self.label) from None
-        token = answer.get("token") or answer.get("access_token")
-        if not token:
-            raise TarexportError("the registry's auth server gave no token", source=self.label)
-        return "Bearer " + token
+        except urllib.error.HTTPError as error:
+            error.close()
+            refused = " (refused the credentials)" if error.code in (401, 403) else ""
+            raise TarexportError(
+                f"the registry's auth server answered {error.code}{refused}", source=self.label
+            ) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise TarexportError(
+                f"cannot get a token from the registry's auth server ({reason})", source=self.label
+            ) from None
+        return answer if isinstance(answer, dict) else {}
 
     def resolve_tag(self, tag: str) -> dict[str, Any]:
         """The descriptor a tag points at now (asked every run; the content comes from the cache)."""
@@ -217,8 +252,15 @@ class RegistryContainer(Container):
         match = _BLOB_RE.match(member)
         if not match:
             raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
-        response = self.request(self._url("blobs", "sha256:" + match.group(1)))
-        return response, int(response.headers.get("Content-Length", "-1"))
+        url = self._url("blobs", "sha256:" + match.group(1))
+
+        def open_at(offset: int) -> Any:
+            return self._send(urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {}))
+
+        download = ResumingDownload(
+            open_at, "sha256:" + match.group(1), self.label, self.settings.retries, self.settings.progress_interval
+        )
+        return io.BufferedReader(download, 1 << 20), download.size  # type: ignore[return-value]
 
     def read_small(self, member: str, limit: int = MAX_METADATA_BYTES, kind: str = "") -> bytes:
         """A manifest (from /manifests/) or config (from /blobs/), from the cache when there."""
@@ -230,9 +272,17 @@ class RegistryContainer(Container):
         if cached is not None:
             return cached
         endpoint, accept = ("blobs", "") if kind == "config" else ("manifests", MANIFEST_ACCEPT)
-        with self.request(self._url(endpoint, digest), accept) as response:
-            data = response.read(limit + 1)
+        try:
+            with self.request(self._url(endpoint, digest), accept) as response:
+                data = response.read(limit + 1)
+        except (OSError, http.client.HTTPException) as error:
+            raise TarexportError(f"download broke ({error}); run again", source=self.label, member=member) from None
         if len(data) > limit:
             raise TarexportError(f"over the {limit}-byte limit for metadata", source=self.label, member=member)
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise TarexportError(
+                f"registry served content with digest {actual} for {digest}", source=self.label, member=member
+            )
         self._store(digest, data)
         return data
