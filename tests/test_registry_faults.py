@@ -125,9 +125,7 @@ def test_persistent_5xx_fails_on_one_line(proxy: FaultProxy, tmp_path) -> None:
     export(work, sources=[source(proxy.url, retries=2)], images=names(proxy.host))
 
 
-def test_registry_stopped_mid_download(
-    registry: Registry, proxy: FaultProxy, reference_archive: str, tmp_path
-) -> None:
+def test_registry_stopped_mid_download(registry: Registry, proxy: FaultProxy, reference_archive: str, tmp_path) -> None:
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "stop", after=300_000, callback=registry.halt))
     work = str(tmp_path)
     config = {"sources": [source(proxy.url, retries=2)], "images": names(proxy.host)}
@@ -189,9 +187,7 @@ def test_downloads_are_bounded(proxy: FaultProxy, tmp_path, bound: int) -> None:
     layers = [BASE_BLOB, sha(compress(A.layers[1], "gzip"))] + [sha(compress(x, "gzip")) for x in B.layers[1:]]
     proxy.faults += [Fault(r"/blobs/" + digest, "delay", seconds=1.0) for digest in layers]
     work = str(tmp_path)
-    export(
-        work, "--cores", "4", sources=[source(proxy.url)], images=names(proxy.host), parallel_downloads=bound
-    )
+    export(work, "--cores", "4", sources=[source(proxy.url)], images=names(proxy.host), parallel_downloads=bound)
     spans = [(r.started, r.finished) for digest in layers for r in blob_requests(proxy, digest)]
     assert len(spans) == 4
     most = max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans)

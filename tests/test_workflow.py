@@ -122,6 +122,14 @@ def test_reuse_across_runs(tmp_path) -> None:
     assert rewritten.jobs["layer_tar"] == 0 and rewritten.jobs["image_config"] == 0, rewritten.jobs
     assert sha256_file(archive(work)) == digest
 
+    # the same layout moved elsewhere: stored layers and configs are named by digest, kept
+    moved = str(tmp_path / "moved")
+    shutil.move(src, moved)
+    relocated = export(work, sources=[moved], images=IMAGES)
+    assert relocated.jobs["layer_tar"] == 0 and relocated.jobs["image_config"] == 0, relocated.jobs
+    assert sha256_file(archive(work)) == digest
+    shutil.move(moved, src)
+
     # one more image: only its new layer, its config and v1 dirs, the index files and the archive
     extra = make_image([{"etc/os": b"base\n"}, {"extra": b"new\n"}])
     shutil.rmtree(src)

@@ -2,8 +2,6 @@
 
 
 rule image_config:
-    input:
-        lambda wc: [ancient(f) for f in PIPELINE.config_inputs(wc.image)],
     output:
         f"{BUILD}/configs/{{image}}.json",
     log:

@@ -1,14 +1,13 @@
 # One job per distinct layer: the verified, uncompressed tar stored by diff_id.
-# Content-addressed, so it is reused by every later run and every image.
+# Content-addressed, so it is reused by every later run and every image. No inputs:
+# where the blob is read from (a file, a registry) is untracked, as the bytes are checked
+# against their digests; moving a layout or changing a registry's timeout re-runs nothing.
 
 
 rule layer_tar:
-    input:
-        # The source's mtime carries no news: the bytes are checked against their digest.
-        lambda wc: [ancient(f) for f in PIPELINE.layer_inputs(wc.diff)],
     output:
         layer=f"{BUILD}/layers/{{diff}}.tar",
-        # its size and time when made: the archive step notices later changes
+        # its size and sampled blocks when made: the archive step notices later changes
         record=f"{BUILD}/layers/{{diff}}.tar.check",
     log:
         f"{BUILD}/logs/layers/{{diff}}.log",
@@ -31,8 +30,6 @@ rule layer_tar:
 # With `layers: keep`: the source's compressed blob as it is, stored by its digest,
 # after checking it and its uncompressed content.
 rule layer_blob:
-    input:
-        lambda wc: [ancient(f) for f in PIPELINE.blob_inputs(wc.blob)],
     output:
         layer=f"{BUILD}/blobs/{{blob}}",
         record=f"{BUILD}/blobs/{{blob}}.check",

@@ -151,9 +151,6 @@ class Pipeline:
         )
 
     # -------- layers: uncompressed by diff_id, or kept compressed by blob digest
-    def layer_inputs(self, diff_hex: str) -> list[str]:
-        return _source_files(self.uncompressed_layers[diff_hex].blob)
-
     def layer_recipe(self, diff_hex: str) -> str:
         return self._layer_recipe(self.uncompressed_layers[diff_hex])
 
@@ -162,9 +159,6 @@ class Pipeline:
 
     def layer_context(self, diff_hex: str) -> Untracked:
         return Untracked(self.plan.layer_users["sha256:" + diff_hex])
-
-    def blob_inputs(self, blob_hex: str) -> list[str]:
-        return _source_files(self.kept_blobs[blob_hex].blob)
 
     def blob_recipe(self, blob_hex: str) -> str:
         return self._layer_recipe(self.kept_blobs[blob_hex])
@@ -185,9 +179,6 @@ class Pipeline:
     # -------- configs
     def config_ids(self) -> list[str]:
         return list(self._images_by_hex)
-
-    def config_inputs(self, image_hex: str) -> list[str]:
-        return _source_files(self._images_by_hex[image_hex].image.config_blob)
 
     def config_context(self, image_hex: str) -> Untracked:
         return Untracked(self._images_by_hex[image_hex].display)
@@ -353,15 +344,6 @@ class Pipeline:
 def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:
     """manifest.json's LayerSources: where each foreign layer officially comes from."""
     return {layer.diff_id: layer.foreign for layer in planned.image.layers if layer.foreign is not None}
-
-
-def _source_files(blob: BlobRef) -> list[str]:
-    """The local file a blob is read from (none for a registry: it is downloaded)."""
-    if blob.source_kind == "registry":
-        return []
-    if blob.source_kind == "oci-layout":
-        return [os.path.join(blob.source_path, blob.member)]
-    return [blob.source_path]
 
 
 def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
