@@ -27,6 +27,7 @@ try:
         os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
         os.getcwd(),
     )
+    PIPELINE.write_plan_files()
 except TarexportError as error:
     sys.exit(f"tarexport: error: {error}")
 except OSError as error:  # an unreadable source: still one line, no traceback
@@ -41,7 +42,9 @@ ENV = "../envs/tarexport.yaml"
 
 # Registry downloads at once: the config's bound unless given with --resources.
 if workflow.global_resources.get("registry_downloads").value is None:
-    workflow.register_resource("registry_downloads", PIPELINE.settings.parallel_downloads)
+    workflow.register_resource(
+        "registry_downloads", PIPELINE.settings.parallel_downloads
+    )
 
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
 # need no install step and the command stays out of the rules' params.

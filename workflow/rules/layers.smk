@@ -15,14 +15,14 @@ rule layer_tar:
         diff="[0-9a-f]{64}",
     conda:
         ENV
+    resources:
+        # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
+        registry_downloads=lambda wc: PIPELINE.layer_downloads(wc.diff),
     params:
         # untracked (see Untracked): the images it serves, for messages; where its bytes are
         context=lambda wc: PIPELINE.layer_context(wc.diff),
         source=lambda wc: PIPELINE.layer_source(wc.diff),
         recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
-    resources:
-        # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
-        registry_downloads=lambda wc: PIPELINE.layer_downloads(wc.diff),
     shell:
         "tarexport layer --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"
 
@@ -39,13 +39,13 @@ rule layer_blob:
         blob="[0-9a-f]{64}",
     conda:
         ENV
+    resources:
+        # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
+        registry_downloads=lambda wc: PIPELINE.blob_downloads(wc.blob),
     params:
         # untracked (see Untracked): the images it serves, for messages; where its bytes are
         context=lambda wc: PIPELINE.blob_context(wc.blob),
         source=lambda wc: PIPELINE.blob_source(wc.blob),
         recipe=lambda wc: PIPELINE.blob_recipe(wc.blob),
-    resources:
-        # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
-        registry_downloads=lambda wc: PIPELINE.blob_downloads(wc.blob),
     shell:
         "tarexport layer --keep --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"

@@ -21,7 +21,9 @@ rule oci_manifest:
 
 rule oci_index:
     input:
-        [entry[0] for entry in PIPELINE.oci_index_entries()],
+        # one entry per tag, in request order: (file, media type, full name, tag)
+        entries=PIPELINE.plan_file("index-entries.json"),
+        manifests=[entry[0] for entry in PIPELINE.oci_index_entries()],
     output:
         f"{BUILD}/oci/index.json",
     log:
@@ -29,13 +31,8 @@ rule oci_index:
     localrule: True
     conda:
         ENV
-    params:
-        # one entry per tag, in request order: (file, media type, full name, tag)
-        entries=PIPELINE.oci_index_entries(),
-    run:
-        from tarexport.jobs import write_oci_index
-
-        write_oci_index(params.entries, output[0])
+    shell:
+        "tarexport oci-index --entries {input.entries:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 # With `platforms: all`: a multi-platform index over our manifests, one per source index.

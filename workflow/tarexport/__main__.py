@@ -42,6 +42,13 @@ def _oci_image_index(args: argparse.Namespace) -> None:
     write_oci_image_index(json.loads(args.recipe), args.output)
 
 
+def _oci_index(args: argparse.Namespace) -> None:
+    from .jobs import write_oci_index
+
+    with open(args.entries, encoding="utf-8") as handle:
+        write_oci_index([tuple(entry) for entry in json.load(handle)], args.output)
+
+
 def _config(args: argparse.Namespace) -> None:
     from .jobs import copy_config
 
@@ -89,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest.add_argument("--recipe", required=True)
     manifest.add_argument("--output", required=True)
     manifest.set_defaults(run=_oci_manifest)
+    index = commands.add_parser("oci-index", help="write index.json from its planned entries")
+    index.add_argument("--entries", required=True, help="JSON file: [file, media type, full name, tag] per entry")
+    index.add_argument("--output", required=True)
+    index.set_defaults(run=_oci_index)
     image_index = commands.add_parser("oci-image-index", help="write a multi-platform index over our manifests")
     image_index.add_argument("--recipe", required=True)
     image_index.add_argument("--output", required=True)

@@ -55,6 +55,11 @@ def oci_image_index(build_dir: str, index_hex: str) -> str:
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
 
 
+def plan_file(build_dir: str, name: str) -> str:
+    """Content decided when the plan is made, too big for a command line (manifest.json...)."""
+    return os.path.join(build_dir, "plan", name)
+
+
 def stored_layer_digest(path: str) -> str:
     """The digest a stored layer file is named by (layers/<diff>.tar, blobs/<digest>); "" for others."""
     name, folder = os.path.basename(path), os.path.basename(os.path.dirname(path))

@@ -45,6 +45,19 @@ def write_atomically(path: str, data: bytes) -> None:
         handle.write(data)
 
 
+def write_if_changed(path: str, data: bytes) -> bool:
+    """Write unless the file already holds exactly `data`, keeping its mtime (which Snakemake
+    compares) when nothing changed. True if written."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(data) + 1) == data:
+                return False
+    except OSError:
+        pass
+    write_atomically(path, data)
+    return True
+
+
 def remove_stale_output(output: str, record: str, plan_digest: str) -> bool:
     """Remove an archive made for another plan (the record next to it says which), so that a
     failed run never leaves an archive that does not match the configuration. True if removed."""

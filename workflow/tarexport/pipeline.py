@@ -16,6 +16,7 @@ from typing import Any
 from . import buildpaths
 from .digests import hex_of
 from .errors import TarexportError
+from .fileio import write_if_changed
 from .formats import docker_legacy, oci
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layers import record_path
@@ -296,6 +297,28 @@ class Pipeline:
     @cached_property
     def repositories(self) -> bytes | None:
         return repositories_json(self._index_entries())
+
+    # -------- plan files: manifest.json, repositories and index.json entries
+    @cached_property
+    def plan_files(self) -> dict[str, bytes]:
+        """Whole contents of the small index jobs' outputs, decided now. They go through files
+        because a command line holds at most 128 KiB, and not through `run:` jobs because each
+        of those starts a new Snakemake process."""
+        files = {self.plan_file("manifest.json"): self.manifest_json}
+        if self.repositories is not None:
+            files[self.plan_file("repositories")] = self.repositories
+        if self.format == "oci":
+            entries = recipe_json([list(entry) for entry in self.oci_index_entries()]).encode()
+            files[self.plan_file("index-entries.json")] = entries
+        return files
+
+    def plan_file(self, name: str) -> str:
+        return buildpaths.plan_file(self.build_dir, f"{self.format}-{name}")
+
+    def write_plan_files(self) -> None:
+        """Rewritten only when their content changes: their mtime is what re-runs the jobs."""
+        for path, data in self.plan_files.items():
+            write_if_changed(path, data)
 
     # -------- the archive
     @cached_property
