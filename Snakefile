@@ -47,8 +47,12 @@ if workflow.global_resources.get("registry_downloads").value is None:
     )
 
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
-# need no install step and the command stays out of the rules' params.
-_JOB_COMMAND = f"PYTHONPATH={os.path.join(workflow.basedir, 'workflow')!r} {sys.executable!r} -m tarexport"
+# need no install step and the command stays out of the rules' params. `-S` with this
+# process's module path: the same packages, without running every .pth file at each start.
+_JOB_PATH = os.pathsep.join(
+    [os.path.join(workflow.basedir, "workflow")] + [p for p in sys.path if p]
+)
+_JOB_COMMAND = f"PYTHONPATH={_JOB_PATH!r} {sys.executable!r} -S -m tarexport"
 # Braces doubled: Snakemake formats the prefix like a shell command.
 shell.prefix(f'set -euo pipefail; tarexport() {{{{ {_JOB_COMMAND} "$@"; }}}}; ')
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tarexport.errors import TarexportError
 from tarexport.layers import materialize
-from tarexport.sources import SourceSpec, load_images
+from tarexport.sources.loading import SourceSpec, load_images
 from tests.imagefactory import LayoutEntry, make_image, sha, write_oci_layout
 
 SEED = make_image([{"f": b"fuzz"}, {"g": b"more"}])

@@ -8,7 +8,7 @@ import pytest
 
 from tarexport.errors import TarexportError
 from tarexport.layers import materialize
-from tarexport.sources import BlobRef
+from tarexport.sources.base import BlobRef
 from tests.imagefactory import compress, make_layer, sha
 
 

@@ -7,7 +7,7 @@ import pytest
 from tarexport.errors import TarexportError
 from tarexport.plan import build_catalog, make_plan, resolve
 from tarexport.reference import ImageIDRequest, Reference, parse_normalized, parse_request
-from tarexport.sources import SourceSpec
+from tarexport.sources.loading import SourceSpec
 from tests.imagefactory import LayoutEntry, make_image, write_docker_archive, write_oci_layout
 
 

@@ -12,6 +12,8 @@ rule export:
         plan=PIPELINE.plan_record,
     log:
         f"{BUILD}/logs/export.log",
+    benchmark:
+        f"{BUILD}/benchmarks/export.tsv"
     localrule: True
     conda:
         ENV

@@ -11,6 +11,8 @@ rule layer_tar:
         record=f"{BUILD}/layers/{{diff}}.tar.check",
     log:
         f"{BUILD}/logs/layers/{{diff}}.log",
+    benchmark:
+        f"{BUILD}/benchmarks/layers/{{diff}}.tsv"
     wildcard_constraints:
         diff="[0-9a-f]{64}",
     conda:
@@ -35,6 +37,8 @@ rule layer_blob:
         record=f"{BUILD}/blobs/{{blob}}.check",
     log:
         f"{BUILD}/logs/blobs/{{blob}}.log",
+    benchmark:
+        f"{BUILD}/benchmarks/blobs/{{blob}}.tsv"
     wildcard_constraints:
         blob="[0-9a-f]{64}",
     conda:

@@ -8,6 +8,8 @@ rule oci_manifest:
         f"{BUILD}/oci/manifests/{{image}}.json",
     log:
         f"{BUILD}/logs/oci/{{image}}.log",
+    benchmark:
+        f"{BUILD}/benchmarks/oci/{{image}}.tsv"
     wildcard_constraints:
         image="[0-9a-f]{64}",
     localrule: True
@@ -28,6 +30,8 @@ rule oci_index:
         f"{BUILD}/oci/index.json",
     log:
         f"{BUILD}/logs/oci/index.log",
+    benchmark:
+        f"{BUILD}/benchmarks/oci/index.tsv"
     localrule: True
     conda:
         ENV
@@ -43,6 +47,8 @@ rule oci_image_index:
         f"{BUILD}/oci/indexes/{{index}}.json",
     log:
         f"{BUILD}/logs/oci/index-{{index}}.log",
+    benchmark:
+        f"{BUILD}/benchmarks/oci/index-{{index}}.tsv"
     wildcard_constraints:
         index="[0-9a-f]{64}",
     localrule: True

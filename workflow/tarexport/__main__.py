@@ -15,7 +15,7 @@ from .errors import TarexportError
 
 def _layer(args: argparse.Namespace) -> None:
     from .layers import DEFAULT_MAX_EXPANSION, materialize
-    from .sources import BlobRef
+    from .sources.base import BlobRef
 
     recipe = {**json.loads(args.source), **json.loads(args.recipe)}
     blob = BlobRef.from_json(recipe["blob"])

@@ -14,7 +14,8 @@ from .formats import docker_legacy, oci
 from .formats.docker_legacy import VERSION_BYTES, config_diff_ids, v1_layers
 from .gojson import decode_v1_image
 from .layers import verify_layer_file
-from .sources import BlobRef, open_container
+from .sources.base import BlobRef
+from .sources.containers import open_container
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, Sink, write_tar
 
 

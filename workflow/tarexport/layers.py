@@ -11,7 +11,8 @@ from typing import Any, BinaryIO
 
 from .errors import TarexportError, located
 from .fileio import atomic_output, write_atomically
-from .sources import BlobRef, open_container
+from .sources.base import BlobRef
+from .sources.containers import open_container
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -95,7 +96,8 @@ def materialize(
         kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else "tar"
         limit = max(size * max_expansion, EXPANSION_FLOOR)
         blob_hash = hashlib.sha256()
-        diff_hash = hashlib.sha256()
+        # an uncompressed blob is its own diff: hash each byte once
+        diff_hash = blob_hash if kind == "tar" else hashlib.sha256()
         try:
             with atomic_output(output) as out:
 
@@ -119,7 +121,8 @@ def materialize(
                             " raise max_layer_expansion if it is genuine",
                             **where,
                         )
-                    diff_hash.update(piece)
+                    if diff_hash is not blob_hash:
+                        diff_hash.update(piece)
                     if not keep_compressed:
                         out.write(piece)
                 blob_digest = "sha256:" + blob_hash.hexdigest()

@@ -22,8 +22,7 @@ from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layers import record_path
 from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
-from .sources import BlobRef
-from .sources.base import ForeignSource, LayerRef, recipe_json
+from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
 
 # Bumped when a job's output bytes change for the same recipe, so Snakemake's
 # params trigger re-runs them (it does not track the package's code).
@@ -187,6 +186,14 @@ class Pipeline:
     def config_recipe(self, image_hex: str) -> str:
         return recipe_json({"v": RECIPE_VERSION, "image_id": self._images_by_hex[image_hex].image.image_id})
 
+    def config_text(self, image_hex: str) -> Untracked:
+        """The config itself when a shell command can write it (see `shell_text`), else "".
+        Untracked: the recipe's image ID (its digest) already decides it."""
+        image = self._images_by_hex[image_hex].image
+        if "sha256:" + hashlib.sha256(image.config).hexdigest() != image.image_id:
+            return Untracked("")  # the job reads the source and says what is wrong
+        return Untracked(shell_text(image.config))
+
     def config_source(self, image_hex: str) -> Untracked:
         blob = self._images_by_hex[image_hex].image.config_blob
         return Untracked(recipe_json({"blob": blob.to_json(), "label": self._label(blob)}))
@@ -196,9 +203,15 @@ class Pipeline:
         planned, index = self.plan.v1_dirs[v1_id]
         return index == len(planned.diff_ids) - 1
 
+    def v1_text(self, v1_id: str) -> str:
+        """The json when a shell command can write it (see `shell_text`), else ""."""
+        planned, index = self.plan.v1_dirs[v1_id]
+        return shell_text(planned.v1[index].json_bytes)
+
     def v1_inputs(self, v1_id: str) -> list[str]:
-        """A top layer's json comes from the image config; a lower one's from its chain alone."""
-        if not self._v1_is_top(v1_id):
+        """A top layer's json comes from the image config; a lower one's from its chain alone.
+        Only a json too big for a command line is made by the job from those."""
+        if not self._v1_is_top(v1_id) or self.v1_text(v1_id):
             return []
         planned, _ = self.plan.v1_dirs[v1_id]
         return [buildpaths.config(self.build_dir, hex_of(planned.image.image_id))]
@@ -207,7 +220,7 @@ class Pipeline:
         planned, index = self.plan.v1_dirs[v1_id]
         recipe: dict[str, Any] = {"v": RECIPE_VERSION, "v1_id": v1_id}
         if self._v1_is_top(v1_id):
-            recipe["config"] = self.v1_inputs(v1_id)[0]
+            recipe["config"] = buildpaths.config(self.build_dir, hex_of(planned.image.image_id))
         else:
             recipe["diff_ids"] = planned.diff_ids[: index + 1]
             recipe["os"] = planned.os
@@ -362,6 +375,22 @@ class Pipeline:
         stored += [buildpaths.blob(build, h) for h in self.kept_blobs]
         files += stored + [record_path(path) for path in stored]
         return files
+
+
+# A shell command line holds at most 128 KiB (Linux's MAX_ARG_STRLEN): small files are
+# written by the shell from their planned content, which spares a Python start per job.
+SHELL_TEXT_LIMIT = 64 << 10
+
+
+def shell_text(data: bytes) -> str:
+    """`data` as text a shell can write back byte for byte (`printf '%s'`), or "" when it
+    cannot: too long for a command line, not UTF-8, or holding a NUL."""
+    if not data or len(data) > SHELL_TEXT_LIMIT or b"\0" in data:
+        return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
 
 
 def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:

@@ -13,8 +13,8 @@ from .errors import TarexportError
 from .formats.docker_legacy import V1Layer, v1_layers
 from .gojson import decode_v1_image
 from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
-from .sources import SourceImage, SourceSpec, load_images
-from .sources.base import LayerRef, SourceIndex
+from .sources.base import LayerRef, SourceImage, SourceIndex
+from .sources.loading import SourceSpec, load_images
 
 
 @dataclass

@@ -10,7 +10,7 @@ import jsonschema
 import yaml
 
 from .errors import TarexportError
-from .sources import SourceSpec
+from .sources.loading import SourceSpec
 from .sources.registry import RegistrySettings
 
 

@@ -166,3 +166,14 @@ class TarContainer(Container):
             raise TarexportError("sparse members are not supported", source=self.label, member=member)
         raw = _Section(self.path, info.offset_data, info.size)
         return io.BufferedReader(raw, buffer_size=1 << 20), info.size  # type: ignore[return-value]
+
+
+def open_container(kind: str, path: str, label: str) -> Container:
+    """A job's way back to its source, from the kind and path in its recipe."""
+    if kind == "oci-layout":
+        return DirectoryContainer(path, label)
+    if kind == "registry":
+        from .registry import RegistryContainer  # ssl and http only for registry jobs
+
+        return RegistryContainer.from_path(path, label)
+    return TarContainer(path, label)

@@ -1,0 +1,128 @@
+"""Reading whole sources while planning: which kind a source is, and every image it holds."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import TarexportError, located
+from ..reference import Reference
+from .base import BlobRef, SourceImage
+from .containers import Container, DirectoryContainer, TarContainer
+from .docker_archive import images_from_manifest
+from .oci_layout import LayoutContents, LayoutReader, images_from_layout
+
+if TYPE_CHECKING:  # imported when used: ssl and http cost every layer job's start
+    from .registry import RegistrySettings
+
+__all__ = ["BlobRef", "SourceImage", "SourceSpec", "load_images"]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    path: str  # as configured, for messages (a registry's URL)
+    resolved: str  # absolute
+    type: str = ""  # "", "oci-layout", "docker-archive" or "registry"
+    repository: str = ""
+    registry: RegistrySettings | None = None  # for type registry; url "" serves hosts no other source does
+
+
+def detect_type(spec: SourceSpec) -> str:
+    if os.path.isdir(spec.resolved):
+        return "oci-layout"
+    if os.path.isfile(spec.resolved):
+        if tarfile.is_tarfile(spec.resolved):
+            return "docker-archive"
+        raise TarexportError(
+            "is neither an OCI layout directory nor an uncompressed docker-save tar archive", source=spec.path
+        )
+    raise TarexportError("does not exist", source=spec.path)
+
+
+def load_images(
+    spec: SourceSpec,
+    platform: str,
+    all_platforms: bool = False,
+    wanted: list[Reference] | None = None,
+    cache_dir: str = "",
+) -> LayoutContents:
+    """Every image a source holds, with its names (and, with all_platforms, its indexes).
+
+    A registry cannot be listed: it yields the `wanted` names on its host."""
+    try:
+        if spec.registry is not None:
+            return images_from_registry(spec.registry, spec.path, platform, all_platforms, wanted or [], cache_dir)
+        return _load(spec, platform, all_platforms)
+    except TarexportError as error:
+        raise located(error, source=spec.path) from None
+
+
+def images_from_registry(
+    settings: RegistrySettings,
+    label: str,
+    platform: str,
+    all_platforms: bool,
+    wanted: list[Reference],
+    cache_dir: str = "",
+) -> LayoutContents:
+    from .registry import RegistryContainer
+
+    contents = LayoutContents([], [])
+    by_repository: dict[str, list[Reference]] = {}
+    for ref in wanted:
+        domain, _, path = ref.name.partition("/")
+        if domain == settings.host:
+            by_repository.setdefault(path, []).append(ref)
+    for repository, refs in by_repository.items():
+        container = RegistryContainer(settings, repository, label, cache_dir)
+        reader = LayoutReader(container, label, platform, all_platforms)
+        for ref in refs:
+            try:
+                if ref.digest:
+                    reader.add_target({"digest": ref.digest}, [ref], depth=0)
+                    continue
+                for tag in [ref.tag] if ref.tag else container.tags():
+                    reader.add_target(container.resolve_tag(tag), [Reference(ref.name, tag)], depth=0)
+            except TarexportError as error:
+                raise located(error, image=str(ref)) from None
+        for image in reader.images.values():
+            if cache_dir:  # the config job reads the verified copy made while planning
+                config = image.config_blob
+                image.config_blob = BlobRef(
+                    "oci-layout", os.path.realpath(cache_dir), config.member, config.digest, config.size
+                )
+        contents.images += reader.images.values()
+        contents.indexes += reader.indexes
+    return contents
+
+
+def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContents:
+    kind = spec.type or detect_type(spec)
+    if kind == "oci-layout":
+        if not os.path.isdir(spec.resolved):
+            raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
+        container: Container = DirectoryContainer(spec.resolved, spec.path)
+        return images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+    if not os.path.isfile(spec.resolved):
+        raise TarexportError("is not a file (type: docker-archive)", source=spec.path)
+    container = TarContainer(spec.resolved, spec.path)
+    contents = LayoutContents([], [])
+    if container.exists("oci-layout") and container.exists("index.json"):
+        contents = images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+    images = contents.images
+    if container.exists("manifest.json"):
+        by_id = {image.image_id: image for image in images}
+        for image in images_from_manifest(container, spec.path):
+            known = by_id.get(image.image_id)
+            if known is None:
+                images.append(image)
+                by_id[image.image_id] = image
+            else:
+                known.tags.extend(t for t in image.tags if t not in known.tags)
+    elif not images:
+        raise TarexportError(
+            "has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path
+        )
+    return contents
