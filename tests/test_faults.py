@@ -167,8 +167,13 @@ def test_a_second_run_at_once_refuses(source: str, baseline: str, tmp_path) -> N
     locks = os.path.join(work, ".snakemake", "locks")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (os.path.isdir(locks) and os.listdir(locks)):
-        time.sleep(0.05)
-    second = snakemake(work, configfile=config)
+        time.sleep(0.01)
+    os.kill(first.pid, signal.SIGSTOP)  # hold the first run inside its locked section
+    try:
+        assert os.listdir(locks), "the first run ended before the second could start"
+        second = snakemake(work, configfile=config)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert second.returncode != 0 and "cannot be locked" in second.output
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out[-3000:]

@@ -318,3 +318,35 @@ def test_client_certificate(layout: str, tmp_path) -> None:
         assert os.path.isfile(archive(work))
     finally:
         server.stop()
+
+
+def test_platform_is_picked_from_an_index(tmp_path) -> None:
+    """A tag naming a multi-platform index (pushed with `skopeo copy --all`): `platform` picks."""
+    import json
+    import tarfile
+
+    from tests.imagefactory import write_multiplatform_layout
+
+    images = {}
+    for arch in ("amd64", "arm64"):
+        layers = [make_layer({"arch": arch.encode()})]
+        images[f"linux/{arch}"] = Image(layers, make_config(layers, architecture=arch))
+    layout = write_multiplatform_layout(str(tmp_path / "multi"), images, "multi")
+    with open(os.path.join(layout, "index.json")) as handle:
+        index = json.load(handle)
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "multi"  # skopeo's oci: name
+    with open(os.path.join(layout, "index.json"), "w") as handle:
+        json.dump(index, handle)
+    server = Registry()
+    try:
+        subprocess.run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi",
+                        f"docker://{server.host}/multi:1"], check=True, capture_output=True)  # fmt: skip
+        for platform, image in images.items():
+            work = str(tmp_path / platform.replace("/", "-"))
+            os.makedirs(work)
+            export(work, sources=[source_of(server)], images=[f"{server.host}/multi:1"], platform=platform)
+            with tarfile.open(archive(work)) as result:
+                manifest = json.load(result.extractfile("manifest.json"))  # type: ignore[arg-type]
+            assert manifest[0]["Config"] == image.image_id.split(":")[1] + ".json", platform
+    finally:
+        server.stop()

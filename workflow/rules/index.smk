@@ -8,9 +8,15 @@ rule manifest_json:
         PIPELINE.plan_file("manifest.json"),
     output:
         f"{BUILD}/{FORMAT}/manifest.json",
+    log:
+        f"{BUILD}/logs/{FORMAT}/manifest.log",
+    benchmark:
+        f"{BUILD}/benchmarks/{FORMAT}/manifest.tsv"
     localrule: True
+    conda:
+        ENV
     shell:
-        "cp {input:q} {output:q}"
+        "cp {input:q} {output:q} 2> >(tee {log:q} >&2)"
 
 
 rule repositories:
@@ -18,6 +24,12 @@ rule repositories:
         PIPELINE.plan_file("repositories"),
     output:
         f"{BUILD}/{FORMAT}/repositories",
+    log:
+        f"{BUILD}/logs/{FORMAT}/repositories.log",
+    benchmark:
+        f"{BUILD}/benchmarks/{FORMAT}/repositories.tsv"
     localrule: True
+    conda:
+        ENV
     shell:
-        "cp {input:q} {output:q}"
+        "cp {input:q} {output:q} 2> >(tee {log:q} >&2)"
