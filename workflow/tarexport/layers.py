@@ -43,7 +43,11 @@ def _decompress(chunks: Iterator[bytes], new_decompressor: Callable[[], Any], ki
 
 
 def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    return _decompress(chunks, lambda: zlib.decompressobj(wbits=31), "gzip")
+    try:  # python-isal inflates about twice as fast as zlib, with the same interface
+        from isal import isal_zlib as inflate
+    except ImportError:
+        inflate = zlib  # type: ignore[assignment]
+    return _decompress(chunks, lambda: inflate.decompressobj(wbits=31), "gzip")
 
 
 def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
