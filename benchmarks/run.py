@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results.md"))
     args = parser.parse_args()
 
-    work = args.work
+    global _work_dir
+    work = _work_dir = args.work
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     images = make_images(args.size_mb)
@@ -317,10 +318,57 @@ def write_report(
             f"| {measure.name} | {measure.seconds:.2f} | {rate:.0f} | {measure.seconds / floor.seconds:.1f} "
             f"| {measure.seconds / docker_save.seconds:.2f} | {measure.peak_rss_mb:.0f} |"
         )
+    lines += ["", *targets(results, floor, docker_save)]
     text = "\n".join(lines) + "\n"
     with open(path, "w") as handle:
         handle.write(text)
     print(text)
+
+
+def targets(results: list[Measure], floor: Measure, docker_save: Measure) -> list[str]:
+    """Issue 6's targets against this run's rows."""
+
+    def row(prefix: str) -> Measure:
+        return next(m for m in results if m.name.startswith(prefix))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    cold = row("tarexport, cold, from docker-save")
+    plain = row("tarexport, cold, from OCI layout (uncompressed)")
+    gzip = row("tarexport, cold, from OCI layout (gzip)")
+    inflate = row("gzip decompression")
+    changed = row("tarexport, one small layer changed")
+    export_job = changed_assembly_seconds()
+    nothing = row("nothing changed: 50 images")
+    scale = row("plan and dry-run")
+    peak = max(m.peak_rss_mb for m in results if m.name.startswith("tarexport"))
+    c, d = cold.seconds / floor.seconds, cold.seconds / docker_save.seconds
+    return [
+        "| target (issue 6) | this run | verdict |",
+        "|---|---|---|",
+        f"| cold from docker-save ≤ 2.5 x cp | {c:.1f} x | {verdict(c <= 2.5)} |",
+        f"| cold from docker-save < 0.5 x docker save | {d:.2f} x | {verdict(d < 0.5)} |",
+        f"| cold from uncompressed layout ≤ 1.5 x cp | {plain.seconds / floor.seconds:.1f} x |"
+        f" {verdict(plain.seconds <= 1.5 * floor.seconds)} |",
+        f"| cold from gzip ≤ 1.3 x fastest decompressor | {gzip.seconds / inflate.seconds:.1f} x |"
+        f" {verdict(gzip.seconds <= 1.3 * inflate.seconds)} |",
+        f"| nothing changed, 50 images x 10 layers, < 2 s | {nothing.seconds:.2f} s | {verdict(nothing.seconds < 2)} |",
+        f"| one small layer changed < assembly + 2 s | {changed.seconds:.2f} s against"
+        f" {export_job:.2f} + 2 s | {verdict(changed.seconds < export_job + 2)} |",
+        f"| peak RSS < 300 MB (exports) | {peak:.0f} MB | {verdict(peak < 300)} |",
+        f"| 1000 images x 20 layers plan + dry-run < 30 s | {scale.seconds:.1f} s | {verdict(scale.seconds < 30)} |",
+    ]
+
+
+def changed_assembly_seconds() -> float:
+    """The `export` job's own time in the last "one small layer changed" run (its benchmark file)."""
+    path = os.path.join(_work_dir, "changed", "build", "benchmarks", "export.tsv")
+    with open(path) as handle:
+        return float(handle.read().splitlines()[1].split("\t")[0])
+
+
+_work_dir = ""
 
 
 if __name__ == "__main__":
