@@ -13,8 +13,14 @@ from .errors import TarexportError
 
 
 @contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """Write beside `path`, then rename over it; on any failure remove the temporary."""
+def atomic_output(path: str, durable: bool = False) -> Iterator[BinaryIO]:
+    """Write beside `path`, then rename over it; on any failure remove the temporary.
+
+    `durable` (the archive): fsync before the rename, so that not even a power cut leaves
+    a partial file at `path`. Build files skip it: flushing every layer to disk cost more
+    than the copy itself, and a stored layer is checked against its record (and with
+    `verify_layers: full`, its digest) before it goes into an archive.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     prefix = "." + os.path.basename(path) + "."
@@ -29,7 +35,8 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         with handle:
             yield handle  # type: ignore[misc]
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(handle.name, 0o644)  # fixed mode whatever the umask
         os.replace(handle.name, path)
     except BaseException as exc:

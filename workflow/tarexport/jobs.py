@@ -108,6 +108,6 @@ def assemble(
         digest = buildpaths.stored_layer_digest(entry.path)
         if digest:
             verify_layer_file(entry.path, digest, full_verify)
-    with atomic_output(output) as out:
+    with atomic_output(output, durable=True) as out:
         sink = Sink(out) if compression == "none" else CompressingSink(out, COMPRESSORS[compression]())
         write_tar(entries, sink, style)
