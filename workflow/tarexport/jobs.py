@@ -108,6 +108,13 @@ def assemble(
         digest = buildpaths.stored_layer_digest(entry.path)
         if digest:
             verify_layer_file(entry.path, digest, full_verify)
+        image_id = buildpaths.stored_config_digest(entry.path)
+        if image_id:  # small: always re-hashed
+            with open(entry.path, "rb") as handle:
+                if sha256_digest(handle.read()) != image_id:
+                    raise TarexportError(
+                        f"stored config {entry.path} changed after it was made; delete it and run again"
+                    )
     with atomic_output(output, durable=True) as out:
         sink = Sink(out) if compression == "none" else CompressingSink(out, COMPRESSORS[compression]())
         write_tar(entries, sink, style)

@@ -186,7 +186,10 @@ def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
             record = json.load(handle)
         fingerprint = _fingerprint(layer_file)
     except (OSError, ValueError):
-        raise TarexportError(f"stored layer {layer_file} or its record is missing; run the workflow again") from None
+        raise TarexportError(
+            f"stored layer {layer_file} or its record {record_path(layer_file)} is missing or damaged;"
+            " delete both and run again"
+        ) from None
     if fingerprint != record:
         raise TarexportError(f"stored layer {layer_file} changed after it was made; delete it and run again")
     if full:

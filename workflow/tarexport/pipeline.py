@@ -313,25 +313,29 @@ class Pipeline:
 
     # -------- plan files: manifest.json, repositories and index.json entries
     @cached_property
-    def plan_files(self) -> dict[str, bytes]:
+    def _plan_contents(self) -> dict[str, bytes]:
         """Whole contents of the small index jobs' outputs, decided now. They go through files
         because a command line holds at most 128 KiB, and not through `run:` jobs because each
         of those starts a new Snakemake process."""
-        files = {self.plan_file("manifest.json"): self.manifest_json}
+        contents = {"manifest.json": self.manifest_json}
         if self.repositories is not None:
-            files[self.plan_file("repositories")] = self.repositories
+            contents["repositories"] = self.repositories
         if self.format == "oci":
-            entries = recipe_json([list(entry) for entry in self.oci_index_entries()]).encode()
-            files[self.plan_file("index-entries.json")] = entries
-        return files
+            contents["index-entries.json"] = recipe_json([list(e) for e in self.oci_index_entries()]).encode()
+        return contents
 
     def plan_file(self, name: str) -> str:
-        return buildpaths.plan_file(self.build_dir, f"{self.format}-{name}")
+        """Named by its content: another plan (even a dry run next to a running export) never
+        writes over it, and a changed plan is a new input, which re-runs its job."""
+        data = self._plan_contents.get(name)
+        if data is None:  # not in this format (repositories in oci): its rule never runs
+            return buildpaths.plan_file(self.build_dir, f"{self.format}-none-{name}")
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        return buildpaths.plan_file(self.build_dir, f"{self.format}-{digest}-{name}")
 
     def write_plan_files(self) -> None:
-        """Rewritten only when their content changes: their mtime is what re-runs the jobs."""
-        for path, data in self.plan_files.items():
-            write_if_changed(path, data)
+        for name, data in self._plan_contents.items():
+            write_if_changed(self.plan_file(name), data)
 
     # -------- the archive
     @cached_property
@@ -383,14 +387,12 @@ SHELL_TEXT_LIMIT = 64 << 10
 
 
 def shell_text(data: bytes) -> str:
-    """`data` as text a shell can write back byte for byte (`printf '%s'`), or "" when it
-    cannot: too long for a command line, not UTF-8, or holding a NUL."""
-    if not data or len(data) > SHELL_TEXT_LIMIT or b"\0" in data:
+    """`data` as text a shell can write back byte for byte (`printf %s`), or "" when it
+    cannot: too long for a command line, holding a NUL, or not ASCII (Snakemake encodes
+    commands in the locale's encoding, which need not be UTF-8)."""
+    if not data or len(data) > SHELL_TEXT_LIMIT or b"\0" in data or not data.isascii():
         return ""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return ""
+    return data.decode("ascii")
 
 
 def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:

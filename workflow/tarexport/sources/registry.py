@@ -112,6 +112,7 @@ class RegistryContainer(Container):
         """Send with the registry's auth dance; retry 429, 5xx and broken connections."""
         path = urllib.parse.urlsplit(request.full_url).path
         failures = 0
+        refreshed = False  # a new token at most once per request: servers mint a new one each time
         while True:
             if self._authorization:
                 # unredirected: a blob redirect to storage elsewhere must not carry our token
@@ -122,17 +123,16 @@ class RegistryContainer(Container):
                 retry_after = error.headers.get("Retry-After")
                 challenge = error.headers.get("WWW-Authenticate", "")
                 error.close()
-                # a bearer token may expire during a long run: fetch a new one once
-                if error.code == 401 and (
-                    not self._authorization or (self._authorization.startswith("Bearer ") and not failures)
-                ):
-                    fresh = self._authorize(challenge)
-                    if fresh != self._authorization:
-                        self._authorization = fresh
-                        continue
+                # first contact, or a bearer token expired during a long run: authorize once
+                if error.code == 401 and not refreshed and not self._authorization.startswith("Basic "):
+                    refreshed = True
+                    self._authorization = self._authorize(challenge)
+                    continue
                 if error.code == 401:
                     raise TarexportError(
-                        f"registry refused the credentials (401) for {path}; check them", source=self.label
+                        f"registry refused access (401) to {path}: check the credentials and that the"
+                        " repository exists",
+                        source=self.label,
                     ) from None
                 if error.code in RETRY_STATUSES and failures < self.settings.retries:
                     time.sleep(backoff(failures, retry_after))
@@ -152,7 +152,9 @@ class RegistryContainer(Container):
 
     def _authorize(self, challenge: str) -> str:
         scheme, _, params = challenge.partition(" ")
-        credentials = find_credentials(self.settings.host, self.settings.username_env, self.settings.password_env)
+        credentials = find_credentials(
+            self.settings.host, self.repository, self.settings.username_env, self.settings.password_env
+        )
         if scheme.lower() == "basic":
             if not credentials or credentials.identity_token:
                 raise TarexportError(

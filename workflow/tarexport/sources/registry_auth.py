@@ -1,8 +1,10 @@
 """Registry credentials, found the way docker and podman find them.
 
 Order: the environment variables named in the source; then each auth file
-(`$REGISTRY_AUTH_FILE`, then `$DOCKER_CONFIG/config.json`), where, as in Docker, a
-`credHelpers` entry for the host wins over `credsStore`, which wins over `auths`.
+(`$REGISTRY_AUTH_FILE`, podman's `$XDG_RUNTIME_DIR/containers/auth.json`, then
+`$DOCKER_CONFIG/config.json`), where, as in Docker, a `credHelpers` entry for the host
+wins over `credsStore`, which wins over `auths`. An `auths` key may name a repository
+path (`quay.io/org`), as podman allows: the longest one matching the repository wins.
 Helpers are run as `docker-credential-<name> get` with the server on stdin.
 Nothing here is ever printed: errors name the file or helper, never a secret.
 """
@@ -34,11 +36,18 @@ class Credentials:
 
 def auth_files() -> list[str]:
     docker_config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
-    paths = [os.environ.get("REGISTRY_AUTH_FILE", ""), os.path.join(docker_config, "config.json")]
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    paths = [
+        os.environ.get("REGISTRY_AUTH_FILE", ""),
+        os.path.join(runtime, "containers", "auth.json") if runtime else "",
+        os.path.join(docker_config, "config.json"),
+    ]
     return [path for path in paths if path and os.path.isfile(path)]
 
 
-def find_credentials(host: str, username_env: str = "", password_env: str = "") -> Credentials | None:
+def find_credentials(
+    host: str, repository: str = "", username_env: str = "", password_env: str = ""
+) -> Credentials | None:
     if username_env:
         return Credentials(os.environ.get(username_env, ""), os.environ.get(password_env, ""))
     for path in auth_files():
@@ -49,29 +58,37 @@ def find_credentials(host: str, username_env: str = "", password_env: str = "") 
                 raise ValueError
         except (OSError, ValueError):
             raise TarexportError(f"auth file {path} is not readable JSON; fix or remove it") from None
-        found = _from_auth_file(data, host, path)
+        found = _from_auth_file(data, host, repository, path)
         if found is not None:
             return found
     return None
 
 
-def _host_of(key: str) -> str:
-    """Auth keys are `host`, `host/path` or `https://host/v1/`: Docker matches the host."""
-    netloc = urllib.parse.urlsplit(key if "://" in key else "//" + key).netloc
-    return "docker.io" if netloc in ("index.docker.io", "registry-1.docker.io") else netloc
+def _scope_of(key: str) -> tuple[str, str]:
+    """Auth keys are `host`, `host/path` (podman) or `https://host/v1/` (Docker): the host
+    and the repository path they cover ("" for the whole host)."""
+    parts = urllib.parse.urlsplit(key if "://" in key else "//" + key)
+    netloc = "docker.io" if parts.netloc in ("index.docker.io", "registry-1.docker.io") else parts.netloc
+    scope = "" if "://" in key else parts.path.strip("/")  # a URL's path is an API version
+    return netloc, scope
 
 
-def _from_auth_file(data: dict, host: str, path: str) -> Credentials | None:
+def _from_auth_file(data: dict, host: str, repository: str, path: str) -> Credentials | None:
     helpers = data.get("credHelpers") or {}
     server = DOCKER_HUB_KEY if host == "docker.io" else host
-    if isinstance(helpers, dict) and isinstance(helpers.get(host), str):
-        return run_helper(helpers[host], server)
+    if isinstance(helpers, dict):
+        for key in (server, host):
+            if isinstance(helpers.get(key), str):
+                return run_helper(helpers[key], server)
     if isinstance(data.get("credsStore"), str) and data["credsStore"]:
         return run_helper(data["credsStore"], server)
     auths = data.get("auths") or {}
+    matching = []
     for key, entry in auths.items() if isinstance(auths, dict) else ():
-        if _host_of(key) != host or not isinstance(entry, dict):
-            continue
+        netloc, scope = _scope_of(key)
+        if netloc == host and isinstance(entry, dict) and (not scope or f"{repository}/".startswith(f"{scope}/")):
+            matching.append((len(scope), entry))
+    for _, entry in sorted(matching, key=lambda match: -match[0]):
         if entry.get("identitytoken"):
             return Credentials(identity_token=str(entry["identitytoken"]))
         if entry.get("auth"):
