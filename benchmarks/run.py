@@ -201,20 +201,11 @@ def main() -> None:
     write_report(args.output, results, floor, docker_save, args)
 
 
-def _gunzip_file(path: str) -> int:
-    import zlib
+def _gunzip_file(path: str, module: str = "zlib") -> int:
+    """Inflate one gzip file with `module` (zlib, or python-isal's isal.isal_zlib); its size."""
+    import importlib
 
-    decompressor, total = zlib.decompressobj(wbits=31), 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MB):
-            total += len(decompressor.decompress(chunk))
-    return total
-
-
-def _gunzip_file_isal(path: str) -> int:
-    from isal import isal_zlib  # python-isal, when installed
-
-    decompressor, total = isal_zlib.decompressobj(wbits=31), 0
+    decompressor, total = importlib.import_module(module).decompressobj(wbits=31), 0
     with open(path, "rb") as handle:
         while chunk := handle.read(MB):
             total += len(decompressor.decompress(chunk))
@@ -234,13 +225,12 @@ def decompression_floor(layout: str, runs: int) -> Measure:
             if handle.read(2) == b"\x1f\x8b":
                 layers.append(path)
     layers.sort(key=os.path.getsize, reverse=True)  # the big ones first, as a scheduler would
-    candidates = [("zlib", _gunzip_file)]
-    try:
-        import isal  # noqa: F401
+    import functools
+    import importlib.util
 
-        candidates.append(("python-isal", _gunzip_file_isal))
-    except ImportError:
-        pass
+    candidates = [("zlib", functools.partial(_gunzip_file, module="zlib"))]
+    if importlib.util.find_spec("isal"):
+        candidates.append(("python-isal", functools.partial(_gunzip_file, module="isal.isal_zlib")))
     best: Measure | None = None
     for name, function in candidates:
         with Pool(2) as pool:
