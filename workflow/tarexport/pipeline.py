@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from . import buildpaths
-from .digests import hex_of
+from .digests import hex_of, sha256_digest
 from .errors import TarexportError
 from .fileio import write_if_changed
 from .formats import docker_legacy, oci
@@ -189,10 +189,15 @@ class Pipeline:
     def config_text(self, image_hex: str) -> Untracked:
         """The config itself when a shell command can write it (see `shell_text`), else "".
         Untracked: the recipe's image ID (its digest) already decides it."""
-        image = self._images_by_hex[image_hex].image
-        if "sha256:" + hashlib.sha256(image.config).hexdigest() != image.image_id:
-            return Untracked("")  # the job reads the source and says what is wrong
-        return Untracked(shell_text(image.config))
+        return Untracked(self._config_texts[image_hex])
+
+    @cached_property
+    def _config_texts(self) -> dict[str, str]:
+        # once per parse: each rule asks twice (the text, and which writer)
+        return {
+            h: shell_text(p.image.config) if sha256_digest(p.image.config) == p.image.image_id else ""
+            for h, p in self._images_by_hex.items()  # a mismatch: the job reads the source and says so
+        }
 
     def config_source(self, image_hex: str) -> Untracked:
         blob = self._images_by_hex[image_hex].image.config_blob
@@ -205,8 +210,12 @@ class Pipeline:
 
     def v1_text(self, v1_id: str) -> str:
         """The json when a shell command can write it (see `shell_text`), else ""."""
-        planned, index = self.plan.v1_dirs[v1_id]
-        return shell_text(planned.v1[index].json_bytes)
+        return self._v1_texts[v1_id]
+
+    @cached_property
+    def _v1_texts(self) -> dict[str, str]:
+        # once per parse: each rule asks three times (inputs, the text, and which writer)
+        return {v1_id: shell_text(p.v1[index].json_bytes) for v1_id, (p, index) in self.plan.v1_dirs.items()}
 
     def v1_inputs(self, v1_id: str) -> list[str]:
         """A top layer's json comes from the image config; a lower one's from its chain alone.

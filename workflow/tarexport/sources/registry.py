@@ -9,7 +9,6 @@ recipe, a message or the archive.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import io
 import json
@@ -23,6 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
+from ..digests import sha256_digest
 from ..errors import TarexportError
 from ..fileio import write_atomically
 from .base import MAX_METADATA_BYTES
@@ -218,7 +218,7 @@ class RegistryContainer(Container):
             with self.request(self._url("manifests", tag), MANIFEST_ACCEPT) as response:
                 data = response.read(MAX_METADATA_BYTES + 1)
                 media_type = response.headers.get("Content-Type", "")
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            digest = sha256_digest(data)
             self._store(digest, data)
         descriptor: dict[str, Any] = {"digest": digest}
         if media_type.split(";")[0].strip() in MANIFEST_ACCEPT.split(", "):
@@ -233,10 +233,11 @@ class RegistryContainer(Container):
                 data = handle.read()
         except OSError:
             return None
-        return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None
+        return data if sha256_digest(data) == digest else None
 
     def _store(self, digest: str, data: bytes) -> None:
-        if self.cache_dir and "sha256:" + hashlib.sha256(data).hexdigest() == digest:
+        """Cache `data`, which the caller has checked against (or hashed into) `digest`."""
+        if self.cache_dir:
             write_atomically(self.cache_path(digest), data)
 
     def cache_path(self, digest: str) -> str:
@@ -281,7 +282,7 @@ class RegistryContainer(Container):
             raise TarexportError(f"download broke ({error}); run again", source=self.label, member=member) from None
         if len(data) > limit:
             raise TarexportError(f"over the {limit}-byte limit for metadata", source=self.label, member=member)
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        actual = sha256_digest(data)
         if actual != digest:
             raise TarexportError(
                 f"registry served content with digest {actual} for {digest}", source=self.label, member=member
