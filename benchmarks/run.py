@@ -261,24 +261,20 @@ def planning_scale(work: str, runs: int) -> list[Measure]:
             out.append((Image(layers, make_config(layers, config={"Cmd": [str(number)]})), [f"scale/i{number}:1"]))
         return out
 
+    def prepared(name: str, images: list[tuple[Image, list[str]]]) -> tuple[str, str]:
+        """An uncompressed layout of `images`, and a work directory with its config."""
+        entries = [LayoutEntry(image, ["docker.io/" + tags[0]], compression="none") for image, tags in images]
+        layout = write_oci_layout(os.path.join(work, name), entries)
+        target = os.path.join(work, name + "-work")
+        os.makedirs(target)
+        return target, write_config(target, sources=[layout], images=[tags[0] for _, tags in images])
+
     measures = []
-    big = image_set(1000, 10, 15, 5)
-    big_layout = write_oci_layout(
-        os.path.join(work, "big"), [LayoutEntry(i, ["docker.io/" + t[0]], compression="none") for i, t in big]
-    )
-    target = os.path.join(work, "big-work")
-    os.makedirs(target)
-    config = write_config(target, sources=[big_layout], images=[t[0] for _, t in big])
+    target, config = prepared("big", image_set(1000, 10, 15, 5))
     seconds, peak = timed(lambda: export(target, config, "-n"), runs)
     measures.append(Measure("plan and dry-run (-n): 1000 images x 20 layers", seconds, 0, peak))
 
-    small = image_set(50, 5, 5, 5)
-    small_layout = write_oci_layout(
-        os.path.join(work, "small"), [LayoutEntry(i, ["docker.io/" + t[0]], compression="none") for i, t in small]
-    )
-    target = os.path.join(work, "small-work")
-    os.makedirs(target)
-    config = write_config(target, sources=[small_layout], images=[t[0] for _, t in small])
+    target, config = prepared("small", image_set(50, 5, 5, 5))
     export(target, config)
     seconds, peak = timed(lambda: export(target, config), runs)
     size = os.path.getsize(os.path.join(target, "results", "images.tar"))

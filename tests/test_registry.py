@@ -109,13 +109,27 @@ def one_line(output: str) -> str:
     return lines[0]
 
 
+def failed_line(work: str, **config: object) -> str:
+    """Export with `config` in a new directory `work`, expecting failure: its one error line."""
+    os.makedirs(work, exist_ok=True)
+    run = snakemake(work, configfile=write_config(work, **config))
+    assert run.returncode != 0
+    return one_line(run.output)
+
+
+def assert_secret_nowhere(work: str, secret: str) -> None:
+    """Not in any file of the work directory: Snakemake's metadata, logs, build files, the archive."""
+    for directory, _, files in os.walk(work):
+        for file in files:
+            with open(os.path.join(directory, file), "rb") as handle:
+                assert secret.encode() not in handle.read(), file
+
+
 def test_plain_http_needs_insecure(registry: Registry, tmp_path) -> None:
-    work = str(tmp_path)
-    config = write_config(
-        work, sources=[{"type": "registry", "url": registry.url}], images=[f"{registry.host}/bench/a:1"]
+    line = failed_line(
+        str(tmp_path), sources=[{"type": "registry", "url": registry.url}], images=[f"{registry.host}/bench/a:1"]
     )
-    run = snakemake(work, configfile=config)
-    assert run.returncode != 0 and "plain http needs `insecure: true`" in one_line(run.output)
+    assert "plain http needs `insecure: true`" in line
 
 
 def test_basic_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,19 +142,14 @@ def test_basic_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setenv("TX_USER", "alice")
         monkeypatch.setenv("TX_PASSWORD", "wrong")
         bad = str(tmp_path / "bad")
-        os.makedirs(bad)
-        run = snakemake(bad, configfile=write_config(bad, sources=[source], images=[name]))
-        assert run.returncode != 0 and "401" in one_line(run.output)
+        assert "401" in failed_line(bad, sources=[source], images=[name])
         assert not os.path.exists(archive(bad))
         monkeypatch.setenv("TX_PASSWORD", secret)
         good = str(tmp_path / "good")
         os.makedirs(good)
         run = export(good, sources=[source], images=[name])
         assert secret not in run.output
-        for directory, _, files in os.walk(good):  # nor in Snakemake's metadata, logs or the archive
-            for file in files:
-                with open(os.path.join(directory, file), "rb") as handle:
-                    assert secret.encode() not in handle.read(), file
+        assert_secret_nowhere(good, secret)
     finally:
         server.stop()
 
@@ -151,12 +160,8 @@ def test_tls_with_a_custom_ca(layout: str, tmp_path) -> None:
         server.push(layout, "a", "bench/a:1")
         name = f"{server.host}/bench/a:1"
         untrusted = str(tmp_path / "untrusted")
-        os.makedirs(untrusted)
-        run = snakemake(
-            untrusted,
-            configfile=write_config(untrusted, sources=[{"type": "registry", "url": server.url}], images=[name]),
-        )
-        assert run.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in one_line(run.output)
+        line = failed_line(untrusted, sources=[{"type": "registry", "url": server.url}], images=[name])
+        assert "CERTIFICATE_VERIFY_FAILED" in line
         trusted = str(tmp_path / "trusted")
         os.makedirs(trusted)
         export(trusted, sources=[{"type": "registry", "url": server.url, "ca_file": server.ca_file}], images=[name])
@@ -177,10 +182,8 @@ def test_token_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         source = source_of(server, username_env="TX_USER", password_env="TX_PASSWORD")
         monkeypatch.setenv("TX_USER", "alice")
         monkeypatch.setenv("TX_PASSWORD", "nope")
-        bad = str(tmp_path / "bad")
-        os.makedirs(bad)
-        run = snakemake(bad, configfile=write_config(bad, sources=[source], images=[name]))
-        assert run.returncode != 0 and "auth server answered 401 (refused the credentials)" in one_line(run.output)
+        line = failed_line(str(tmp_path / "bad"), sources=[source], images=[name])
+        assert "auth server answered 401 (refused the credentials)" in line
         monkeypatch.setenv("TX_PASSWORD", "t0ken-pa55")
         tokens.requests.clear()
         good = str(tmp_path / "good")
@@ -263,19 +266,11 @@ def test_credential_helpers(layout: str, tmp_path, monkeypatch: pytest.MonkeyPat
         run = export(work, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
         assert set(log.read_text().split()) == {server.host}
         assert secret not in run.output
-        for directory, _, files in os.walk(work):
-            for file in files:
-                with open(os.path.join(directory, file), "rb") as handle:
-                    assert secret.encode() not in handle.read(), file
+        assert_secret_nowhere(work, secret)
         # a helper that knows no credentials for the host: anonymous, refused by the registry
         helper.write_text(HELPER.format(log=log, host="elsewhere", secret=secret))
-        again = str(tmp_path / "again")
-        os.makedirs(again)
-        run = snakemake(
-            again, configfile=write_config(again, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
-        )
-        assert run.returncode != 0
-        assert "registry needs a user name and password and none are configured" in one_line(run.output)
+        line = failed_line(str(tmp_path / "again"), sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
+        assert "registry needs a user name and password and none are configured" in line
     finally:
         server.stop()
 
@@ -289,13 +284,8 @@ def test_a_missing_credential_helper(layout: str, tmp_path, monkeypatch: pytest.
         (tmp_path / "config.json").write_text(json.dumps({"credsStore": "txabsent"}))
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
         monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
-        work = str(tmp_path / "work")
-        os.makedirs(work)
-        run = snakemake(
-            work, configfile=write_config(work, sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
-        )
-        assert run.returncode != 0
-        assert "credential helper docker-credential-txabsent is not on PATH" in one_line(run.output)
+        line = failed_line(str(tmp_path / "work"), sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
+        assert "credential helper docker-credential-txabsent is not on PATH" in line
     finally:
         server.stop()
 
@@ -305,11 +295,8 @@ def test_client_certificate(layout: str, tmp_path) -> None:
     try:
         server.push(layout, "a", "bench/a:1")
         name = f"{server.host}/bench/a:1"
-        without = str(tmp_path / "without")
-        os.makedirs(without)
         source = {"type": "registry", "url": server.url, "ca_file": server.ca_file, "retries": 0}
-        run = snakemake(without, configfile=write_config(without, sources=[source], images=[name]))
-        assert run.returncode != 0 and "cannot reach the registry" in one_line(run.output)
+        assert "cannot reach the registry" in failed_line(str(tmp_path / "without"), sources=[source], images=[name])
         client = server.client_dir
         source |= {"cert_file": f"{client}/client.cert", "key_file": f"{client}/client.key"}
         work = str(tmp_path / "with")
