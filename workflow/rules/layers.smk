@@ -15,6 +15,7 @@ rule layer_tar:
         f"{BUILD}/benchmarks/layers/{{diff}}.tsv"
     wildcard_constraints:
         diff="[0-9a-f]{64}",
+    priority: lambda wc: PIPELINE.layer_priority(wc.diff)
     conda:
         ENV
     resources:
@@ -41,6 +42,7 @@ rule layer_blob:
         f"{BUILD}/benchmarks/blobs/{{blob}}.tsv"
     wildcard_constraints:
         blob="[0-9a-f]{64}",
+    priority: lambda wc: PIPELINE.blob_priority(wc.blob)
     conda:
         ENV
     resources:

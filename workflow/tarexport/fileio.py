@@ -1,19 +1,21 @@
-"""Writing files so that a reader never sees a partial one."""
+"""Writing files so that a reader never sees a partial one.
+
+Layer jobs import this, and each of them is a new process: no tempfile or glob here
+(about 8 ms of imports per job).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import tempfile
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from .errors import TarexportError
 
+PART_SUFFIX = ".part"
 
-@contextlib.contextmanager
-def atomic_output(path: str, durable: bool = False) -> Iterator[BinaryIO]:
+
+class atomic_output:  # used like the function it replaced: `with atomic_output(path) as out`
     """Write beside `path`, then rename over it; on any failure remove the temporary.
 
     `durable` (the archive): fsync before the rename, so that not even a power cut leaves
@@ -21,30 +23,85 @@ def atomic_output(path: str, durable: bool = False) -> Iterator[BinaryIO]:
     than the copy itself, and a stored layer is checked against its record (and with
     `verify_layers: full`, its digest) before it goes into an archive.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    prefix = "." + os.path.basename(path) + "."
-    # Temporaries of a killed earlier attempt: one job per output at a time, so they are ours.
-    for stale in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*.part")):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(stale)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
-        dir=directory, prefix=prefix, suffix=".part", delete=False
-    )
-    try:
-        with handle:
-            yield handle  # type: ignore[misc]
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)  # fixed mode whatever the umask
-        os.replace(handle.name, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(handle.name)
-        if isinstance(exc, OSError):
+
+    def __init__(self, path: str, durable: bool = False):
+        self.path, self.durable = path, durable
+        directory = os.path.dirname(os.path.abspath(path))
+        prefix = "." + os.path.basename(path) + "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+            # Temporaries of a killed earlier attempt: one job per output at a time, so they are ours.
+            for name in os.listdir(directory):
+                if name.startswith(prefix) and name.endswith(PART_SUFFIX):
+                    _unlink_quietly(os.path.join(directory, name))
+            self.temporary = os.path.join(directory, f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{PART_SUFFIX}")
+            # mode fixed whatever the umask: set by fchmod below
+            descriptor = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
             raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from None
-        raise
+        self.handle: BinaryIO = open(descriptor, "wb")  # noqa: SIM115 - closed in __exit__
+
+    def __enter__(self) -> BinaryIO:
+        return self.handle
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+        try:
+            if kind is None:
+                self.handle.flush()
+                os.fchmod(self.handle.fileno(), 0o644)
+                if self.durable:
+                    os.fsync(self.handle.fileno())
+            self.handle.close()
+            if kind is None:
+                os.replace(self.temporary, self.path)
+                return False
+        except OSError as exc:
+            _unlink_quietly(self.temporary)
+            raise TarexportError(f"cannot write {self.path} ({exc.strerror or exc})") from None
+        _unlink_quietly(self.temporary)
+        if isinstance(error, OSError):
+            raise TarexportError(f"cannot write {self.path} ({error.strerror or error})") from None
+        return False
+
+
+class Writeback:
+    """Disk writes of a durable file, started while it is still being written.
+
+    Each finished window is handed to the disk at once (sync_file_range), and the one
+    before it is waited for, so the final fsync has little left to wait for: writing and
+    flushing overlap instead of adding up. Off Linux, or without libc, it does nothing.
+    """
+
+    WINDOW = 64 << 20
+    _WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4
+
+    def __init__(self, descriptor: int):
+        self.descriptor = descriptor
+        self.started = 0  # bytes handed to the disk
+        try:
+            import ctypes
+
+            call = ctypes.CDLL(None, use_errno=True).sync_file_range
+            call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            self._call = call
+        except (OSError, AttributeError):
+            self._call = None
+
+    def advance(self, written: int) -> None:
+        """The file now holds `written` bytes."""
+        if self._call is None:
+            return
+        while written - self.started >= self.WINDOW:
+            self._call(self.descriptor, self.started, self.WINDOW, self._WRITE)
+            if self.started >= self.WINDOW:
+                previous = self.started - self.WINDOW
+                self._call(self.descriptor, previous, self.WINDOW, self._WAIT_BEFORE | self._WRITE | self._WAIT_AFTER)
+            self.started += self.WINDOW
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def write_atomically(path: str, data: bytes) -> None:

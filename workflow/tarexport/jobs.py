@@ -9,7 +9,7 @@ from typing import Any
 from . import buildpaths
 from .digests import sha256_digest
 from .errors import TarexportError, located
-from .fileio import atomic_output, write_atomically
+from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .formats.docker_legacy import VERSION_BYTES, config_diff_ids, v1_layers
 from .gojson import decode_v1_image
@@ -116,5 +116,9 @@ def assemble(
                         f"stored config {entry.path} changed after it was made; delete it and run again"
                     )
     with atomic_output(output, durable=True) as out:
-        sink = Sink(out) if compression == "none" else CompressingSink(out, COMPRESSORS[compression]())
+        writeback = Writeback(out.fileno())
+        if compression == "none":
+            sink = Sink(out, writeback)
+        else:
+            sink = CompressingSink(out, COMPRESSORS[compression](), writeback)
         write_tar(entries, sink, style)

@@ -167,6 +167,13 @@ class Pipeline:
         """1 for a job that downloads (counted against `parallel_downloads`), else 0."""
         return int(self.uncompressed_layers[diff_hex].blob.source_kind == "registry")
 
+    def layer_priority(self, diff_hex: str) -> int:
+        """Largest blobs first: on few cores, a big layer started last would run alone at the end."""
+        return max(self.uncompressed_layers[diff_hex].blob.size, 0)
+
+    def blob_priority(self, blob_hex: str) -> int:
+        return max(self.kept_blobs[blob_hex].blob.size, 0)
+
     def blob_downloads(self, blob_hex: str) -> int:
         return int(self.kept_blobs[blob_hex].blob.source_kind == "registry")
 

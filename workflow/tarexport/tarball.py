@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .errors import TarexportError
+from .fileio import Writeback
 
 BLOCK = 512
 CHUNK = 1 << 20
+COPY_WINDOW = 16 << 20
 DIR_MODE = 0o040755
 FILE_MODE = 0o100644
 SYMLINK_MODE = 0o120777
@@ -95,10 +97,14 @@ def header(
 
 
 class Sink:
-    """Where archive bytes go: a file, with the data of other files copied by the kernel."""
+    """Where archive bytes go: a file, with the data of other files copied by the kernel.
 
-    def __init__(self, out: BinaryIO):
+    With `writeback`, the disk writes of a durable file start as each window is written.
+    """
+
+    def __init__(self, out: BinaryIO, writeback: Writeback | None = None):
         self.out = out
+        self.writeback = writeback
 
     def write(self, data: bytes) -> None:
         self.out.write(data)
@@ -106,13 +112,17 @@ class Sink:
     def copy_file(self, path: str, size: int) -> None:
         self.out.flush()
         out_fd = self.out.fileno()
+        position = self.out.tell()
         with open(path, "rb") as source:
             offset = 0
             while offset < size:
-                sent = os.sendfile(out_fd, source.fileno(), offset, size - offset)
+                # in windows, so that the disk writes of the last one start meanwhile
+                sent = os.sendfile(out_fd, source.fileno(), offset, min(size - offset, COPY_WINDOW))
                 if sent == 0:
                     raise TarexportError(f"{path} shrank while being archived")
                 offset += sent
+                if self.writeback:
+                    self.writeback.advance(position + offset)
         # sendfile moved the descriptor's offset; keep the buffered writer in step
         self.out.seek(0, os.SEEK_END)
 
@@ -123,12 +133,14 @@ class Sink:
 class CompressingSink(Sink):
     """Archive bytes through a compressor (an object with compress() and flush())."""
 
-    def __init__(self, out: BinaryIO, compressor: Any):
-        super().__init__(out)
+    def __init__(self, out: BinaryIO, compressor: Any, writeback: Writeback | None = None):
+        super().__init__(out, writeback)
         self.compressor = compressor
 
     def write(self, data: bytes) -> None:
         self.out.write(self.compressor.compress(data))
+        if self.writeback:
+            self.writeback.advance(self.out.tell())
 
     def copy_file(self, path: str, size: int) -> None:
         with open(path, "rb") as source:

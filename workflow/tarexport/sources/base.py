@@ -8,13 +8,11 @@ can open the same bytes from its recipe alone.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..reference import Reference
-
-# Index and manifest files are read whole; anything larger is not one.
-MAX_METADATA_BYTES = 16 * 1024 * 1024
+from .blobs import MAX_METADATA_BYTES, BlobRef  # noqa: F401 - re-exported for the sources
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -36,24 +34,6 @@ LAYER_TYPES = {
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
 }
 FOREIGN_TYPES = {t for t in LAYER_TYPES if "nondistributable" in t or "foreign" in t}
-
-
-@dataclass(frozen=True)
-class BlobRef:
-    """Where one blob's bytes are, and what they must hash to."""
-
-    source_kind: str  # "oci-layout" or "docker-archive"
-    source_path: str  # absolute path of the layout directory or the archive file
-    member: str  # path inside the layout or archive
-    digest: str = ""  # expected sha256 of the bytes; "" when the format records none
-    size: int = -1  # expected size; -1 when unknown
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BlobRef:
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ import io
 import os
 import posixpath
 import stat
-import tarfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import TarexportError
-from .base import MAX_METADATA_BYTES
+from .blobs import MAX_METADATA_BYTES, BlobRef
+
+if TYPE_CHECKING:
+    import tarfile
 
 MAX_LINK_HOPS = 16
 
@@ -122,6 +124,8 @@ class TarContainer(Container):
         self.label = label
         self.kind = "docker-archive"
         self.members: dict[str, tarfile.TarInfo] = {}
+        import tarfile  # here: layer jobs given a planned offset never index the archive
+
         try:
             with tarfile.open(self.path, "r:") as archive:
                 for info in archive:
@@ -160,12 +164,34 @@ class TarContainer(Container):
             return False
         return True
 
-    def open(self, member: str) -> tuple[BinaryIO, int]:
+    def span(self, member: str) -> tuple[int, int]:
+        """Where a member's data starts in the archive, and its size."""
         info = self._resolve(member)
         if info.sparse:
             raise TarexportError("sparse members are not supported", source=self.label, member=member)
-        raw = _Section(self.path, info.offset_data, info.size)
-        return io.BufferedReader(raw, buffer_size=1 << 20), info.size  # type: ignore[return-value]
+        return info.offset_data, info.size
+
+    def open(self, member: str) -> tuple[BinaryIO, int]:
+        offset, size = self.span(member)
+        return _open_section(self.path, offset, size), size
+
+
+def _open_section(path: str, offset: int, size: int) -> BinaryIO:
+    return io.BufferedReader(_Section(path, offset, size), buffer_size=1 << 20)  # type: ignore[return-value]
+
+
+def open_blob(blob: BlobRef, label: str) -> tuple[BinaryIO, int]:
+    """A stream of a blob's bytes and its size. A tar member whose place was found when
+    planning is read from there, without indexing the archive again (the job then checks
+    its digest, so a changed archive is caught)."""
+    if blob.source_kind == "docker-archive" and blob.offset >= 0:
+        try:
+            return _open_section(blob.source_path, blob.offset, blob.size), blob.size
+        except FileNotFoundError:
+            raise TarexportError("archive is missing", source=label, member=blob.member) from None
+        except OSError as exc:
+            raise TarexportError(f"cannot read ({exc.strerror})", source=label, member=blob.member) from None
+    return open_container(blob.source_kind, blob.source_path, label).open(blob.member)
 
 
 def open_container(kind: str, path: str, label: str) -> Container:
