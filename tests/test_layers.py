@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import tempfile
 
 import pytest
 
@@ -76,3 +78,69 @@ def test_corrupt_gzip(tmp_path) -> None:
     data[len(data) // 2] ^= 0xFF
     blob = blob_in_layout(tmp_path, bytes(data))
     check_fails(tmp_path, blob, sha(LAYER), "not valid gzip|expected diff_id")
+
+
+def source_file(blob: BlobRef) -> str:
+    return os.path.join(blob.source_path, blob.member)
+
+
+@pytest.mark.parametrize(("kind", "keep"), [("none", False), ("gzip", True), ("zstd", True)])
+def test_a_blob_stored_as_it_is_is_hard_linked_after_checking(tmp_path, kind: str, keep: bool) -> None:
+    data = compress(LAYER, kind)
+    blob = blob_in_layout(tmp_path, data)
+    out = tmp_path / "build" / "out.tar"
+    materialize(blob, sha(LAYER), str(out), "src", keep_compressed=keep)
+    assert os.path.samefile(out, source_file(blob))  # no second copy of the bytes
+    assert out.read_bytes() == data
+    assert os.stat(out).st_mode & 0o777 == os.stat(source_file(blob)).st_mode & 0o777  # the source's own mode
+
+
+def test_a_decompressed_layer_is_never_linked(tmp_path) -> None:
+    blob = blob_in_layout(tmp_path, compress(LAYER, "gzip"))
+    out = tmp_path / "out.tar"
+    materialize(blob, sha(LAYER), str(out), "src")
+    assert not os.path.samefile(out, source_file(blob))
+    assert out.read_bytes() == LAYER
+
+
+def test_a_linked_blob_that_fails_its_check_leaves_no_link(tmp_path) -> None:
+    blob = blob_in_layout(tmp_path, LAYER)
+    check_fails(tmp_path, blob, "sha256:" + "0" * 64, "expected diff_id")
+    assert os.stat(source_file(blob)).st_nlink == 1  # the temporary link is gone too
+
+
+def test_across_file_systems_the_blob_is_copied(tmp_path) -> None:
+    shared_memory = "/dev/shm"
+    if not os.path.isdir(shared_memory) or os.stat(shared_memory).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system at /dev/shm")
+    with tempfile.TemporaryDirectory(dir=shared_memory) as other:
+        blob = blob_in_layout(pathlib.Path(other), LAYER)
+        out = tmp_path / "out.tar"
+        materialize(blob, sha(LAYER), str(out), "src")
+        assert not os.path.samefile(out, source_file(blob))
+        assert out.read_bytes() == LAYER
+        assert os.stat(out).st_mode & 0o777 == 0o644
+
+
+def test_highly_compressed_members_come_out_whole_in_bounded_pieces(tmp_path) -> None:
+    # zeros deflate about 1000:1, so one read of the blob holds many output pieces
+    layer = make_layer({"zeros": bytes(40 << 20), "tail": os.urandom(1000)})
+    half = len(layer) // 3
+    blob = blob_in_layout(tmp_path, compress(layer[:half], "gzip") + compress(layer[half:], "gzip"))
+    out = tmp_path / "out.tar"
+    materialize(blob, sha(layer), str(out), "src")
+    assert sha(out.read_bytes()) == sha(layer)
+
+
+@pytest.mark.parametrize("module", ["zlib", "isal.isal_zlib"])
+def test_inflating_in_small_bounded_pieces_gives_every_byte(monkeypatch, module: str) -> None:
+    from tarexport import layers
+
+    inflate = pytest.importorskip(module)
+    monkeypatch.setattr(layers, "PIECE", 1000)  # a byte of deflated zeros gives up to ~1030 bytes
+    data = bytes(300_000) + os.urandom(5000)
+    stream = compress(data, "gzip")
+    one_byte_chunks = (stream[i : i + 1] for i in range(len(stream)))
+    pieces = list(layers._decompress(one_byte_chunks, lambda: inflate.decompressobj(wbits=31), "gzip", bounded=True))
+    assert b"".join(pieces) == data
+    assert max(map(len, pieces)) <= 1000

@@ -303,3 +303,32 @@ def test_docker25_archive_source_gives_the_same_archive(tmp_path) -> None:
         export(work, sources=[source], images=["example.com/base:1.0", "tool:2"])
         results.append(sha256_file(archive(work)))
     assert results[0] == results[1]
+
+
+def test_uncompressed_layout_blobs_are_hard_linked_unless_asked_not_to(sources: str, tmp_path) -> None:
+    linked, copied = str(tmp_path / "linked"), str(tmp_path / "copied")
+    os.makedirs(linked)
+    os.makedirs(copied)
+    export(linked, sources=[sources], images=IMAGES)
+    export(copied, sources=[sources], images=IMAGES, link_layers=False)
+    assert sha256_file(archive(linked)) == sha256_file(archive(copied))
+
+    blobs = os.path.join(sources, "blobs", "sha256")
+
+    def linked_layers(work: str) -> set[str]:
+        """Stored layers that are the layout's own blob file (uncompressed: blob digest = diff_id)."""
+        stored = os.path.join(work, "build", "layers")
+        return {
+            name[: -len(".tar")]
+            for name in os.listdir(stored)
+            if name.endswith(".tar")
+            and os.path.exists(os.path.join(blobs, name[: -len(".tar")]))
+            and os.path.samefile(os.path.join(stored, name), os.path.join(blobs, name[: -len(".tar")]))
+        }
+
+    def diffs(image: Image) -> set[str]:
+        return {sha(layer).split(":")[1] for layer in image.layers}
+
+    tool_only = diffs(TOOL) - diffs(BASE)
+    assert tool_only and tool_only <= linked_layers(linked)  # TOOL's own layers are stored uncompressed in the layout
+    assert linked_layers(copied) == set()

@@ -28,6 +28,7 @@ def _layer(args: dict[str, Any]) -> None:
         args["context"],
         keep_compressed=args["keep"],
         max_expansion=recipe.get("max_expansion", DEFAULT_MAX_EXPANSION),
+        link=recipe.get("link", False),
     )
 
 

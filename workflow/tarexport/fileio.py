@@ -26,15 +26,8 @@ class atomic_output:  # used like the function it replaced: `with atomic_output(
 
     def __init__(self, path: str, durable: bool = False):
         self.path, self.durable = path, durable
-        directory = os.path.dirname(os.path.abspath(path))
-        prefix = "." + os.path.basename(path) + "."
+        self.temporary = _temporary_beside(path)
         try:
-            os.makedirs(directory, exist_ok=True)
-            # Temporaries of a killed earlier attempt: one job per output at a time, so they are ours.
-            for name in os.listdir(directory):
-                if name.startswith(prefix) and name.endswith(PART_SUFFIX):
-                    _unlink_quietly(os.path.join(directory, name))
-            self.temporary = os.path.join(directory, f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{PART_SUFFIX}")
             # mode fixed whatever the umask: set by fchmod below
             descriptor = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -58,6 +51,47 @@ class atomic_output:  # used like the function it replaced: `with atomic_output(
         except OSError as exc:
             _unlink_quietly(self.temporary)
             raise TarexportError(f"cannot write {self.path} ({exc.strerror or exc})") from None
+        _unlink_quietly(self.temporary)
+        if isinstance(error, OSError):
+            raise TarexportError(f"cannot write {self.path} ({error.strerror or error})") from None
+        return False
+
+
+class atomic_link:  # the counterpart of atomic_output for a file stored as it is
+    """A hard link to an open file, made beside `path` and renamed over it on success.
+
+    Made with `attempt`, which gives None where a link is impossible (another file
+    system, a file owned by another user, no /proc): the caller then copies.
+    """
+
+    def __init__(self, temporary: str, path: str):
+        self.temporary, self.path = temporary, path
+
+    @classmethod
+    def attempt(cls, source: BinaryIO, path: str) -> atomic_link | None:
+        """Link the open file `source` (by its name, then checked to be the very file open:
+        a source renamed meanwhile is not linked)."""
+        temporary = _temporary_beside(path)
+        try:
+            os.link(source.name, temporary, follow_symlinks=False)
+        except (OSError, TypeError, AttributeError):  # no name, another file system, not ours
+            return None
+        opened, linked = os.fstat(source.fileno()), os.stat(temporary, follow_symlinks=False)
+        if (opened.st_dev, opened.st_ino) != (linked.st_dev, linked.st_ino):
+            _unlink_quietly(temporary)
+            return None
+        return cls(temporary, path)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+        if kind is None:
+            try:
+                os.replace(self.temporary, self.path)
+                return False
+            except OSError as exc:
+                error = exc
         _unlink_quietly(self.temporary)
         if isinstance(error, OSError):
             raise TarexportError(f"cannot write {self.path} ({error.strerror or error})") from None
@@ -97,6 +131,21 @@ class Writeback:
                 previous = self.started - self.WINDOW
                 self._call(self.descriptor, previous, self.WINDOW, self._WAIT_BEFORE | self._WRITE | self._WAIT_AFTER)
             self.started += self.WINDOW
+
+
+def _temporary_beside(path: str) -> str:
+    """A new temporary name beside `path`, after removing those a killed earlier attempt left
+    (one job per output at a time, so they are ours)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = "." + os.path.basename(path) + "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(PART_SUFFIX):
+                _unlink_quietly(os.path.join(directory, name))
+    except OSError as exc:
+        raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from None
+    return os.path.join(directory, f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{PART_SUFFIX}")
 
 
 def _unlink_quietly(path: str) -> None:

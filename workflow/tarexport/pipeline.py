@@ -146,7 +146,12 @@ class Pipeline:
         blob = layer.blob
         return Untracked(
             recipe_json(
-                {"blob": blob.to_json(), "label": self._label(blob), "max_expansion": self.settings.max_layer_expansion}
+                {
+                    "blob": blob.to_json(),
+                    "label": self._label(blob),
+                    "max_expansion": self.settings.max_layer_expansion,
+                    "link": self.settings.link_layers,
+                }
             )
         )
 

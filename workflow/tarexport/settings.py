@@ -26,6 +26,7 @@ class Settings:
     foreign_layers: str
     max_layer_expansion: int
     verify_layers: str
+    link_layers: bool
     parallel_downloads: int
     sources: list[SourceSpec]
     images: list[str]
@@ -93,6 +94,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         foreign_layers=merged["foreign_layers"],
         max_layer_expansion=merged["max_layer_expansion"],
         verify_layers=merged["verify_layers"],
+        link_layers=merged["link_layers"],
         parallel_downloads=merged["parallel_downloads"],
         sources=sources,
         images=list(merged["images"]),
