@@ -89,3 +89,24 @@ onstart:
             f"tarexport: removed {OUTPUT}: made from another configuration",
             file=sys.stderr,
         )
+
+
+def _end_rate_limit_timers():
+    """Snakemake's job rate limiter (--max-jobs-per-timespan, default 100/1s) re-checks
+    through non-daemon threading.Timer threads, and Python waits for them at exit: every
+    run that ran jobs ended up to 1 s after its last job. The scheduler is done here, so
+    the pending re-checks are moot. (A timespan under 1 s cannot be given: Snakemake 9.27
+    reads "100ms" as 100 minutes.)"""
+    import threading
+
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
+
+
+onsuccess:
+    _end_rate_limit_timers()
+
+
+onerror:
+    _end_rate_limit_timers()
