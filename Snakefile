@@ -100,7 +100,9 @@ def _end_rate_limit_timers():
     import threading
 
     for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
+        if isinstance(thread, threading.Timer) and getattr(
+            thread.function, "__module__", ""
+        ).startswith("snakemake."):
             thread.cancel()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pathlib
 import tarfile
 
 import pytest
@@ -15,6 +16,7 @@ from tarexport.tarball import (
     DOCKER_20,
     DOCKER_25,
     CompressingSink,
+    DirectSink,
     Entry,
     Sink,
     TarStyle,
@@ -121,3 +123,62 @@ def test_compressed_output_is_the_same_tar_and_reproducible(tmp_path, kind: str)
         assert gzip.decompress(first) == plain
     else:
         assert zstandard.ZstdDecompressor().decompressobj().decompress(first) == plain
+
+
+def written_both_ways(directory, entries: list[Entry]) -> tuple[bytes, bytes, bool]:
+    """The archive through the page cache and through DirectSink; whether O_DIRECT was used."""
+    with open(os.path.join(directory, "cached.tar"), "wb") as handle:
+        write_tar(entries, Sink(handle))
+    with open(os.path.join(directory, "direct.tar"), "wb") as handle:
+        direct = DirectSink.open(handle)
+        write_tar(entries, direct or Sink(handle))
+    read = [pathlib.Path(directory, name).read_bytes() for name in ("cached.tar", "direct.tar")]
+    return read[0], read[1], direct is not None
+
+
+SIZES = [0, 1, 4095, 4096, DirectSink.BUFFER - 512, DirectSink.BUFFER, 2 * DirectSink.BUFFER + 7]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_writing_straight_to_disk_gives_the_same_bytes(tmp_path, size: int) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(size))
+    entries = [
+        Entry("a", "dir", 0),
+        Entry("a/layer.tar", "file", 0, path=str(data)),
+        Entry("a/json", "file", 0, data=b"{}"),
+        Entry("b/layer.tar", "file", 0, path=str(data)),
+    ]
+    cached, direct, used = written_both_ways(tmp_path, entries)
+    assert used, "O_DIRECT was refused here; this test needs a disk-backed tmp_path"
+    assert direct == cached
+    assert len(direct) % BLOCK == 0
+
+
+def test_where_o_direct_is_refused_the_page_cache_is_used(tmp_path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    real_fcntl = fcntl.fcntl
+
+    def refusing(descriptor: int, command: int, *args: int) -> int:
+        if command == fcntl.F_SETFL:  # as file systems without O_DIRECT answer
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_fcntl(descriptor, command, *args)
+
+    monkeypatch.setattr(fcntl, "fcntl", refusing)
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(10_000))
+    cached, direct, used = written_both_ways(tmp_path, [Entry("layer.tar", "file", 0, path=str(data))])
+    assert not used
+    assert direct == cached
+
+
+def test_a_file_that_shrinks_while_written_straight_to_disk_is_an_error(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 100)
+    with open(tmp_path / "out.tar", "wb") as handle:
+        sink = DirectSink.open(handle)
+        assert sink is not None
+        with pytest.raises(TarexportError, match="shrank while being archived"):
+            sink.copy_file(str(data), 200)

@@ -104,16 +104,18 @@ def parse(argv: list[str]) -> tuple[Callable[[dict[str, Any]], None], dict[str, 
     run, required, optional, flags, _ = COMMANDS[argv[0]]
     options: dict[str, Any] = {**optional, **dict.fromkeys(flags, False)}
     rest = argv[1:]
+    known = {"--" + name for name in (*required, *optional, *flags)}
     while rest:
-        name = rest.pop(0)[2:] if rest[0].startswith("--") else ""
+        token = rest.pop(0)
+        name = token[2:]
+        if token not in known:
+            raise UsageError(f"{argv[0]}: unexpected argument {token!r}")
         if name in flags:
             options[name] = True
-        elif name in required or name in optional:
-            if not rest:
-                raise UsageError(f"--{name} needs a value")
-            options[name] = rest.pop(0)
         else:
-            raise UsageError(f"{argv[0]}: unexpected argument")
+            if not rest or rest[0] in known:
+                raise UsageError(f"{argv[0]}: {token} needs a value")
+            options[name] = rest.pop(0)
     missing = [name for name in required if name not in options]
     if missing:
         raise UsageError(f"{argv[0]}: --{missing[0]} is required")

@@ -38,30 +38,40 @@ class atomic_output:  # used like the function it replaced: `with atomic_output(
         return self.handle
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+        failure = error  # the body's, or our own below
         try:
-            if kind is None:
+            if failure is None:
                 self.handle.flush()
                 os.fchmod(self.handle.fileno(), 0o644)
                 if self.durable:
                     os.fsync(self.handle.fileno())
-            self.handle.close()
-            if kind is None:
+        except BaseException as exc:
+            failure = exc
+        finally:
+            try:
+                self.handle.close()
+            except OSError as exc:  # flushing what a failed body left buffered
+                failure = failure or exc
+        if failure is None:
+            try:
                 os.replace(self.temporary, self.path)
                 return False
-        except OSError as exc:
-            _unlink_quietly(self.temporary)
-            raise TarexportError(f"cannot write {self.path} ({exc.strerror or exc})") from None
+            except OSError as exc:
+                failure = exc
         _unlink_quietly(self.temporary)
-        if isinstance(error, OSError):
-            raise TarexportError(f"cannot write {self.path} ({error.strerror or error})") from None
-        return False
+        if isinstance(failure, OSError):
+            raise TarexportError(f"cannot write {self.path} ({failure.strerror or failure})") from None
+        if failure is not error:
+            raise failure  # type: ignore[misc]
+        return False  # the body's own exception goes on
 
 
 class atomic_link:  # the counterpart of atomic_output for a file stored as it is
     """A hard link to an open file, made beside `path` and renamed over it on success.
 
-    Made with `attempt`, which gives None where a link is impossible (another file
-    system, a file owned by another user, no /proc): the caller then copies.
+    Made with `attempt`, which gives None where a link is impossible or unwise: another
+    file system, or a file we neither own nor may write (Snakemake touches each output
+    after its job, which needs one or the other). The caller then copies.
     """
 
     def __init__(self, temporary: str, path: str):
@@ -71,16 +81,25 @@ class atomic_link:  # the counterpart of atomic_output for a file stored as it i
     def attempt(cls, source: BinaryIO, path: str) -> atomic_link | None:
         """Link the open file `source` (by its name, then checked to be the very file open:
         a source renamed meanwhile is not linked)."""
+        try:
+            name, opened = source.name, os.fstat(source.fileno())
+            if not isinstance(name, str) or (opened.st_uid != os.geteuid() and not os.access(name, os.W_OK)):
+                return None
+        except (OSError, AttributeError, ValueError):
+            return None
         temporary = _temporary_beside(path)
         try:
-            os.link(source.name, temporary, follow_symlinks=False)
-        except (OSError, TypeError, AttributeError):  # no name, another file system, not ours
+            os.link(name, temporary, follow_symlinks=False)
+        except OSError:  # another file system, links refused
             return None
-        opened, linked = os.fstat(source.fileno()), os.stat(temporary, follow_symlinks=False)
-        if (opened.st_dev, opened.st_ino) != (linked.st_dev, linked.st_ino):
-            _unlink_quietly(temporary)
-            return None
-        return cls(temporary, path)
+        try:
+            linked = os.stat(temporary, follow_symlinks=False)
+            if (opened.st_dev, opened.st_ino) == (linked.st_dev, linked.st_ino):
+                return cls(temporary, path)
+        except OSError:
+            pass
+        _unlink_quietly(temporary)
+        return None
 
     def __enter__(self) -> None:
         return None
@@ -89,6 +108,8 @@ class atomic_link:  # the counterpart of atomic_output for a file stored as it i
         if kind is None:
             try:
                 os.replace(self.temporary, self.path)
+                # rename() between two links to one file does nothing: the temporary stays
+                _unlink_quietly(self.temporary)
                 return False
             except OSError as exc:
                 error = exc
@@ -118,7 +139,7 @@ class Writeback:
             call = ctypes.CDLL(None, use_errno=True).sync_file_range
             call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
             self._call = call
-        except (OSError, AttributeError):
+        except (ImportError, OSError, AttributeError):  # no ctypes, no libc, not Linux
             self._call = None
 
     def advance(self, written: int) -> None:

@@ -16,7 +16,7 @@ from .gojson import decode_v1_image
 from .layers import verify_layer_file
 from .sources.base import BlobRef
 from .sources.containers import open_container
-from .tarball import DOCKER_20, DOCKER_25, CompressingSink, Sink, write_tar
+from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Sink, write_tar
 
 
 def copy_config(recipe: dict[str, Any], output: str, image: str = "") -> None:
@@ -116,9 +116,8 @@ def assemble(
                         f"stored config {entry.path} changed after it was made; delete it and run again"
                     )
     with atomic_output(output, durable=True) as out:
-        writeback = Writeback(out.fileno())
-        if compression == "none":
-            sink = Sink(out, writeback)
+        if compression != "none":
+            sink: Sink = CompressingSink(out, COMPRESSORS[compression](), Writeback(out.fileno()))
         else:
-            sink = CompressingSink(out, COMPRESSORS[compression](), writeback)
+            sink = DirectSink.open(out) or Sink(out, Writeback(out.fileno()))
         write_tar(entries, sink, style)

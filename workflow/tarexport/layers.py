@@ -118,7 +118,10 @@ def materialize(
     with stream:
         if blob.size >= 0 and size != blob.size:
             raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)
-        head = stream.peek(4)[:4]  # type: ignore[attr-defined]
+        try:
+            head = stream.peek(4)[:4]  # type: ignore[attr-defined]
+        except TarexportError as exc:  # a docker-save archive shrunk since planning
+            raise located(exc, **where) from None
         kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else "tar"
         limit = max(size * max_expansion, EXPANSION_FLOOR)
         blob_hash = hashlib.sha256()
@@ -128,9 +131,8 @@ def materialize(
         # file system allows), then check it through the link. Snakemake touches outputs,
         # so the source blob's mtime changes too; its content never does.
         linkable = link and (kind == "tar" or keep_compressed) and blob.source_kind == "oci-layout"
-        link = atomic_link.attempt(stream, output) if linkable else None
         try:
-            with link or atomic_output(output) as out:
+            with (atomic_link.attempt(stream, output) if linkable else None) or atomic_output(output) as out:
 
                 def blob_chunks() -> Iterator[bytes]:
                     for chunk in _chunks(stream):

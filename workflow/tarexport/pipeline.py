@@ -173,11 +173,12 @@ class Pipeline:
         return int(self.uncompressed_layers[diff_hex].blob.source_kind == "registry")
 
     def layer_priority(self, diff_hex: str) -> int:
-        """Largest blobs first: on few cores, a big layer started last would run alone at the end."""
-        return max(self.uncompressed_layers[diff_hex].blob.size, 0)
+        """Largest blobs first: on few cores, a big layer started last would run alone at the end.
+        In MiB: small numbers keep the ILP scheduler's objective well scaled."""
+        return max(self.uncompressed_layers[diff_hex].blob.size, 0) >> 20
 
     def blob_priority(self, blob_hex: str) -> int:
-        return max(self.kept_blobs[blob_hex].blob.size, 0)
+        return max(self.kept_blobs[blob_hex].blob.size, 0) >> 20
 
     def blob_downloads(self, blob_hex: str) -> int:
         return int(self.kept_blobs[blob_hex].blob.source_kind == "registry")
