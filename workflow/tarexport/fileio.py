@@ -52,18 +52,7 @@ class atomic_output:  # used like the function it replaced: `with atomic_output(
                 self.handle.close()
             except OSError as exc:  # flushing what a failed body left buffered
                 failure = failure or exc
-        if failure is None:
-            try:
-                os.replace(self.temporary, self.path)
-                return False
-            except OSError as exc:
-                failure = exc
-        _unlink_quietly(self.temporary)
-        if isinstance(failure, OSError):
-            raise TarexportError(f"cannot write {self.path} ({failure.strerror or failure})") from None
-        if failure is not error:
-            raise failure  # type: ignore[misc]
-        return False  # the body's own exception goes on
+        return _finish(self.temporary, self.path, failure, error)
 
 
 class atomic_link:  # the counterpart of atomic_output for a file stored as it is
@@ -105,18 +94,7 @@ class atomic_link:  # the counterpart of atomic_output for a file stored as it i
         return None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
-        if kind is None:
-            try:
-                os.replace(self.temporary, self.path)
-                # rename() between two links to one file does nothing: the temporary stays
-                _unlink_quietly(self.temporary)
-                return False
-            except OSError as exc:
-                error = exc
-        _unlink_quietly(self.temporary)
-        if isinstance(error, OSError):
-            raise TarexportError(f"cannot write {self.path} ({error.strerror or error})") from None
-        return False
+        return _finish(self.temporary, self.path, error, error)
 
 
 class Writeback:
@@ -152,6 +130,25 @@ class Writeback:
                 previous = self.started - self.WINDOW
                 self._call(self.descriptor, previous, self.WINDOW, self._WAIT_BEFORE | self._WRITE | self._WAIT_AFTER)
             self.started += self.WINDOW
+
+
+def _finish(temporary: str, path: str, failure: BaseException | None, body_error: BaseException | None) -> bool:
+    """End of an atomic write: rename the temporary into place if nothing failed; else remove
+    it and raise what failed (an OSError as one line). False lets the body's own exception
+    go on, as a context manager's __exit__ does."""
+    if failure is None:
+        try:
+            os.replace(temporary, path)
+            _unlink_quietly(temporary)  # rename() between two links to one file does nothing
+            return False
+        except OSError as exc:
+            failure = exc
+    _unlink_quietly(temporary)
+    if isinstance(failure, OSError):
+        raise TarexportError(f"cannot write {path} ({failure.strerror or failure})") from None
+    if failure is not body_error:
+        raise failure
+    return False
 
 
 def _temporary_beside(path: str) -> str:
