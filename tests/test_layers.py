@@ -168,3 +168,25 @@ def test_a_blob_we_may_not_touch_is_copied_not_linked(tmp_path, monkeypatch) -> 
     materialize(blob, sha(LAYER), str(out), "src")
     assert not os.path.samefile(out, source_file(blob))
     assert out.read_bytes() == LAYER
+
+
+@pytest.mark.parametrize("variant", ["legacy", "docker25"])
+def test_docker_save_layers_are_read_at_the_offset_found_while_planning(tmp_path, variant: str) -> None:
+    from tarexport.sources.loading import SourceSpec, load_images
+    from tests.imagefactory import make_image, write_docker25_archive, write_docker_archive
+
+    image = make_image([{"a": os.urandom(5000)}, {"b": b"second"}])
+    path = str(tmp_path / "saved.tar")
+    if variant == "legacy":
+        write_docker_archive(path, [(image, ["app:1"])])
+    else:
+        write_docker25_archive(path, [(image, ["app:1"])], str(tmp_path / "work"))
+    (loaded,) = load_images(SourceSpec(path, path), "linux/amd64").images
+    for layer, data in zip(loaded.layers, image.layers, strict=True):
+        assert layer.blob.offset > 0 and layer.blob.size == len(data)
+        with open(path, "rb") as handle:
+            handle.seek(layer.blob.offset)
+            assert handle.read(layer.blob.size) == data
+        out = tmp_path / f"{layer.diff_id[7:]}.tar"
+        materialize(layer.blob, layer.diff_id, str(out), path)
+        assert out.read_bytes() == data

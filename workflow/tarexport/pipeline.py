@@ -352,7 +352,7 @@ class Pipeline:
         data = self._plan_contents.get(name)
         if data is None:  # not in this format (repositories in oci): its rule never runs
             return buildpaths.plan_file(self.build_dir, f"{self.format}-none-{name}")
-        digest = hashlib.sha256(data).hexdigest()[:32]
+        digest = hex_of(sha256_digest(data))[:32]
         return buildpaths.plan_file(self.build_dir, f"{self.format}-{digest}-{name}")
 
     def write_plan_files(self) -> None:

@@ -44,11 +44,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
             member = _member(member, source)
             # Docker 25+ names layers by blob digest; the legacy layout records none.
             digest = "sha256:" + member[len(BLOB_PREFIX) :] if member.startswith(BLOB_PREFIX) else ""
-            if isinstance(container, TarContainer) and container.exists(member):
-                offset, size = container.span(member)  # the layer job reads from here
-                blob = BlobRef(container.kind, container.path, member, digest, size, offset)
-            else:
-                blob = BlobRef(container.kind, container.path, member, digest, -1)
+            blob = BlobRef(container.kind, container.path, member, digest, -1)
             foreign = _foreign_source(layer_sources.get(diff_id), container.exists(member), source)
             layers.append(LayerRef(diff_id, blob, foreign=foreign))
         config_ref = BlobRef(container.kind, container.path, config_member, image_id, len(config))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tarfile
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import TarexportError, located
 from ..reference import Reference
-from .base import BlobRef, SourceImage
+from .base import BlobRef, LayerRef, SourceImage
 from .containers import Container, DirectoryContainer, TarContainer
 from .docker_archive import images_from_manifest
 from .oci_layout import LayoutContents, LayoutReader, images_from_layout
@@ -125,4 +126,19 @@ def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContent
         raise TarexportError(
             "has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path
         )
+    for image in images:
+        image.layers = [_placed(layer, container) for layer in image.layers]
     return contents
+
+
+def _placed(layer: LayerRef, container: TarContainer) -> LayerRef:
+    """The layer with where its member's data starts in the archive, so that its job reads
+    from there without indexing the archive again (legacy and Docker 25+ saves alike). Not
+    when the member is missing or its size is not the manifest's: the job then reports it."""
+    blob = layer.blob
+    if blob.source_path != container.path or not container.exists(blob.member):
+        return layer
+    offset, size = container.span(blob.member)
+    if blob.size not in (-1, size):
+        return layer
+    return dataclasses.replace(layer, blob=blob._replace(size=size, offset=offset))
