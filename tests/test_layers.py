@@ -141,9 +141,75 @@ def test_inflating_in_small_bounded_pieces_gives_every_byte(monkeypatch, module:
     data = bytes(300_000) + os.urandom(5000)
     stream = compress(data, "gzip")
     one_byte_chunks = (stream[i : i + 1] for i in range(len(stream)))
-    pieces = list(layers._decompress(one_byte_chunks, lambda: inflate.decompressobj(wbits=31), "gzip", bounded=True))
+    pieces = list(layers._decompress(one_byte_chunks, lambda: inflate.decompressobj(wbits=31), "gzip"))
     assert b"".join(pieces) == data
     assert max(map(len, pieces)) <= 1000
+
+
+def zstd_frames(*parts: bytes, checksum: bool = False) -> bytes:
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(write_checksum=checksum)
+    return b"".join(compressor.compress(part) for part in parts)
+
+
+def test_zstd_inflates_in_bounded_pieces(monkeypatch) -> None:
+    from tarexport import layers
+
+    monkeypatch.setattr(layers, "PIECE", 1000)
+    data = bytes(3_000_000) + os.urandom(5000)  # one RLE block of zeros gives 128 KiB
+    stream = zstd_frames(data[:1_000_000], data[1_000_000:], checksum=True)
+    pieces = list(layers._unzstd(iter([stream])))
+    assert b"".join(pieces) == data
+    assert max(map(len, pieces)) <= 1000
+
+
+def test_a_zstd_bomb_is_inflated_in_bounded_memory(tmp_path) -> None:
+    """One zstd frame of 1 GiB of zeros, about 32 KiB compressed and read as one chunk:
+    it comes out in bounded pieces and the process stays small (python-zstandard's
+    decompressobj would inflate the whole chunk at once). In a child process, so that
+    its peak memory is its own."""
+    script = f"""
+import resource, sys, zstandard
+sys.path.insert(0, {os.path.join(os.path.dirname(__file__), "..", "workflow")!r})
+from tarexport import layers
+writer = zstandard.ZstdCompressor().compressobj()
+zeros = bytes(16 << 20)
+stream = b"".join([writer.compress(zeros) for _ in range(64)]) + writer.flush()
+total = sum(len(piece) for piece in layers._unzstd(iter([stream])))
+print(len(stream), total, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    compressed, total, peak_mb = map(int, done.stdout.split())
+    assert compressed < 1 << 20 and total == 1 << 30
+    assert peak_mb < 200, f"inflating 1 GiB of zstd took {peak_mb} MB of memory"
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_zstd_stream_cut_anywhere_is_truncated(checksum: bool) -> None:
+    from tarexport.layers import ZstdFrames
+
+    skippable = (0x184D2A53).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+    frames = [skippable] + [zstd_frames(part, checksum=checksum) for part in (b"hello " * 50, os.urandom(300), b"")]
+    stream = b"".join(frames)
+    whole = ZstdFrames()
+    whole.feed(stream)
+    assert whole.complete
+    ends = {sum(map(len, frames[: count + 1])) for count in range(len(frames))}
+    for cut in range(1, len(stream)):
+        walker = ZstdFrames()
+        for start in range(0, cut, 5):  # fed in small pieces, as chunks arrive
+            walker.feed(stream[start : min(start + 5, cut)])
+        assert walker.complete == (cut in ends), cut
+
+
+def test_bytes_after_zstd_frames_are_refused(tmp_path) -> None:
+    blob = blob_in_layout(tmp_path, zstd_frames(LAYER) + b"junk")
+    check_fails(tmp_path, blob, sha(LAYER), "layer is not valid zstd")
 
 
 @pytest.mark.parametrize("kind", ["none", "gzip", "zstd"])

@@ -31,14 +31,12 @@ def _chunks(stream: BinaryIO) -> Iterator[memoryview]:
 PIECE = 256 << 10  # most output one inflate call may give
 
 
-def _decompress(
-    chunks: Iterator[bytes], new_decompressor: Callable[[], Any], kind: str, bounded: bool = False
-) -> Iterator[bytes]:
-    """Decompress concatenated frames (Go's gzip reader reads every member); detect truncation.
+def _decompress(chunks: Iterator[bytes], new_decompressor: Callable[[], Any], kind: str) -> Iterator[bytes]:
+    """Decompress concatenated members (Go's gzip reader reads every one); detect truncation.
 
-    `bounded` (zlib's interface): at most PIECE bytes per call, so memory stays small
-    whatever a chunk expands to, and the output buffers stay below the size glibc maps
-    and unmaps anew each time (measured: inflating 900 MB took 1.3 s less system time).
+    At most PIECE bytes per call (zlib's max_length), so memory stays small whatever a
+    chunk expands to, and the output buffers stay below the size glibc maps and unmaps
+    anew each time (measured: inflating 900 MB took 1.3 s less system time).
     """
     decompressor = new_decompressor()
     started = False
@@ -46,18 +44,16 @@ def _decompress(
         pending = bool(chunk)
         while pending:
             started = True
-            piece = decompressor.decompress(chunk, PIECE) if bounded else decompressor.decompress(chunk)
+            piece = decompressor.decompress(chunk, PIECE)
             yield piece
             if decompressor.eof:
                 chunk = decompressor.unused_data
                 decompressor = new_decompressor()
                 started = False
                 pending = bool(chunk)
-            elif bounded:
+            else:
                 chunk = decompressor.unconsumed_tail
                 pending = bool(chunk) or len(piece) == PIECE  # a full piece: more may be pending
-            else:
-                pending = False
     if started and not decompressor.eof:
         raise EOFError(f"{kind} stream is truncated")
 
@@ -67,13 +63,91 @@ def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
         from isal import isal_zlib as inflate
     except ImportError:
         inflate = zlib  # type: ignore[assignment]
-    return _decompress(chunks, lambda: inflate.decompressobj(wbits=31), "gzip", bounded=True)
+    return _decompress(chunks, lambda: inflate.decompressobj(wbits=31), "gzip")
 
 
 def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Concatenated zstd frames, at most PIECE bytes at a time.
+
+    python-zstandard's decompressobj has no max_length: one call inflates all it is given,
+    and a 1 MiB chunk of a zstd bomb can hold gigabytes. Its stream_reader is bounded but
+    ends quietly at a truncated frame, so the frames are also walked (ZstdFrames).
+    """
     import zstandard
 
-    return _decompress(chunks, lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd")
+    frames = ZstdFrames()
+
+    class Source:  # what stream_reader reads from: the chunks, each walked on the way
+        def read(self, size: int = -1) -> bytes:
+            chunk = next(chunks, b"")
+            frames.feed(chunk)
+            return chunk
+
+    reader = zstandard.ZstdDecompressor().stream_reader(Source(), read_across_frames=True)
+    while piece := reader.read(PIECE):
+        yield piece
+    if not frames.complete:
+        raise EOFError("zstd stream is truncated")
+
+
+class ZstdFrames:
+    """Walks zstd frames by their headers (RFC 8878), skipping block contents, to tell
+    whether the stream ended at the end of a frame."""
+
+    MAGIC = 0xFD2FB528
+    SKIPPABLE = 0x184D2A50  # to 0x184D2A5F
+
+    def __init__(self) -> None:
+        self.held = b""  # bytes of a header not complete yet
+        self.skip = 0  # content bytes to pass over
+        self.want, self.step = 4, self._magic
+        self.checksum = False
+
+    @property
+    def complete(self) -> bool:
+        return self.step == self._magic and not self.held and not self.skip
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        position, end = 0, len(chunk)
+        while position < end:
+            if self.skip:
+                passed = min(self.skip, end - position)
+                self.skip -= passed
+                position += passed
+                continue
+            take = min(self.want - len(self.held), end - position)
+            self.held += bytes(chunk[position : position + take])
+            position += take
+            if len(self.held) == self.want:
+                field, self.held = self.held, b""
+                self.step(int.from_bytes(field, "little"))
+
+    def _magic(self, value: int) -> None:
+        if value == self.MAGIC:
+            self.want, self.step = 1, self._descriptor
+        elif value & 0xFFFFFFF0 == self.SKIPPABLE:
+            self.want, self.step = 4, self._skippable
+        else:
+            raise ValueError("not a zstd frame")
+
+    def _skippable(self, size: int) -> None:
+        self.skip, self.want, self.step = size, 4, self._magic
+
+    def _descriptor(self, value: int) -> None:
+        single_segment = value >> 5 & 1
+        self.checksum = bool(value >> 2 & 1)
+        content_size = (1 if single_segment else 0, 2, 4, 8)[value >> 6]
+        self.skip = (0 if single_segment else 1) + (0, 1, 2, 4)[value & 3] + content_size
+        self.want, self.step = 3, self._block
+
+    def _block(self, value: int) -> None:
+        kind, size = value >> 1 & 3, value >> 3
+        if kind == 3:
+            raise ValueError("reserved zstd block type")
+        self.skip = 1 if kind == 1 else size  # an RLE block holds one byte
+        if value & 1:  # the last block of its frame
+            self.skip += 4 if self.checksum else 0
+            self.want, self.step = 4, self._magic
 
 
 # A decompression bomb guard: real layers expand a few times, rarely 100x (zero-filled files).
