@@ -168,6 +168,8 @@ def main() -> None:
         [LayoutEntry(image, ["docker.io/" + tags[0]], compression="none") for image, tags in images],
     )
     our_archive = ours("tarexport, cold, from docker-save archive", archive_source, fresh=True)
+    cold_build = os.path.join(work, "tarexport, cold, from docker-save archive", "build")
+    results.append(snakemake_floor(os.path.join(work, "floor"), cold_build, args.runs))
     ours("tarexport, cold, from OCI layout (uncompressed)", plain_layout, fresh=True)
     ours("tarexport, cold, from OCI layout (gzip)", layout, fresh=True)
     results.append(decompression_floor(layout, args.runs))
@@ -193,7 +195,13 @@ def main() -> None:
         write_oci_layout(changed_layout, [LayoutEntry(new, ["docker.io/" + names[0]]), *entries])
         write_config(changed_work, sources=[changed_layout], images=names)
 
-    seconds, peak = timed(lambda: export(changed_work, config), args.runs, change)
+    def changed_run() -> None:
+        start = time.perf_counter()
+        export(changed_work, config)
+        # the target is per run: this run's wall time against this run's own assembly
+        _changed_overheads.append(time.perf_counter() - start - changed_assembly_seconds())
+
+    seconds, peak = timed(changed_run, args.runs, change)
     results.append(Measure("tarexport, one small layer changed", seconds, os.path.getsize(our_archive), peak))
 
     engine = DockerEngine()
@@ -228,6 +236,101 @@ def main() -> None:
     results += planning_scale(os.path.join(work, "scale"), args.runs)
     docker_save = next(m for m in results if m.name.startswith("docker save"))
     write_report(args.output, results, floor, docker_save, args)
+
+
+FLOOR_SNAKEFILE = """
+LAYERS, OTHERS = {layers}, {others}
+
+
+rule all:
+    input:
+        "done",
+
+
+rule layer:
+    output:
+        "layers/{{i}}",
+    log:
+        "logs/layers/{{i}}.log",
+    benchmark:
+        "benchmarks/layers/{{i}}.tsv"
+    shell:
+        "touch {{output}} 2> {{log}}"
+
+
+rule other:
+    input:
+        lambda wc: f"layers/{{int(wc.i) % LAYERS}}",
+    output:
+        "others/{{i}}",
+    log:
+        "logs/others/{{i}}.log",
+    benchmark:
+        "benchmarks/others/{{i}}.tsv"
+    shell:
+        "touch {{output}} 2> {{log}}"
+
+
+rule final:
+    input:
+        expand("others/{{i}}", i=range(OTHERS)),
+    output:
+        "done",
+    shell:
+        "touch {{output}}"
+
+
+onsuccess:  # as tarexport's Snakefile does: no wait for the rate limiter's timers at exit
+    import threading
+
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
+"""
+
+
+def snakemake_floor(work: str, cold_build: str, runs: int) -> Measure:
+    """Snakemake alone: as many jobs as the cold export ran (counted from its benchmark
+    files), in the same shape (layer jobs, then jobs that each need one, then one last),
+    each only touching its output, with the same scheduler. What is left of a cold export
+    after this is tarexport's own work."""
+    benchmarks = os.path.join(cold_build, "benchmarks")
+    counts = {
+        name: len(os.listdir(os.path.join(benchmarks, name)))
+        for name in os.listdir(benchmarks)
+        if os.path.isdir(os.path.join(benchmarks, name))
+    }
+    layers = counts.pop("layers", 0) + counts.pop("blobs", 0)
+    others = sum(counts.values()) + sum(1 for name in os.listdir(benchmarks) if name.endswith(".tsv")) - 1
+    os.makedirs(work, exist_ok=True)
+    snakefile = os.path.join(work, "Snakefile")
+    with open(snakefile, "w") as handle:
+        handle.write(FLOOR_SNAKEFILE.format(layers=layers, others=others))
+    target = os.path.join(work, "run")
+
+    def prepare() -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
+
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        snakefile,
+        "-d",
+        target,
+        "--cores",
+        "all",
+        "--scheduler",
+        "greedy",
+        "--quiet",
+        "progress",
+    ]
+    seconds, peak = timed(lambda: run(*command, cwd=target), runs, prepare)
+    return Measure(
+        f"Snakemake alone: the same {layers + others + 1} jobs, each only touching its output", seconds, 0, peak
+    )
 
 
 def _gunzip_file(path: str, module: str = "zlib", into: str = "") -> int:
@@ -364,7 +467,8 @@ def targets(results: list[Measure], floor: Measure, docker_save: Measure) -> lis
     inflate = row("gzip decompression of the layers, output discarded")
     inflate_to_files = row("gzip decompression of the layers, into files")
     changed = row("tarexport, one small layer changed")
-    export_job = changed_assembly_seconds()
+    changed_rest = statistics.median(_changed_overheads)
+    snakemake_alone = row("Snakemake alone")
     nothing = row("nothing changed: 50 images")
     scale = row("plan and dry-run")
     peak = max(m.peak_rss_mb for m in results if m.name.startswith("tarexport"))
@@ -380,15 +484,26 @@ def targets(results: list[Measure], floor: Measure, docker_save: Measure) -> lis
         f" ({gzip.seconds / inflate_to_files.seconds:.1f} x decompressing into files) |"
         f" {verdict(gzip.seconds <= 1.3 * inflate.seconds)} |",
         f"| nothing changed, 50 images x 10 layers, < 2 s | {nothing.seconds:.2f} s | {verdict(nothing.seconds < 2)} |",
-        f"| one small layer changed < assembly + 2 s | {changed.seconds:.2f} s against"
-        f" {export_job:.2f} + 2 s | {verdict(changed.seconds < export_job + 2)} |",
+        f"| one small layer changed < assembly + 2 s | {changed.seconds:.2f} s; less each run's own assembly:"
+        f" {changed_rest:.2f} s | {verdict(changed_rest < 2)} |",
         f"| peak RSS < 300 MB (exports) | {peak:.0f} MB | {verdict(peak < 300)} |",
         f"| 1000 images x 20 layers plan + dry-run < 30 s | {scale.seconds:.1f} s | {verdict(scale.seconds < 30)} |",
+        "",
+        "Not targets; what the cold exports cost beyond Snakemake's own cost for the same jobs"
+        f" ({snakemake_alone.seconds:.2f} s):",
+        "",
+        "| cold export | less Snakemake alone (s) | x cp |",
+        "|---|---:|---:|",
+        *(
+            f"| {m.name.removeprefix('tarexport, cold, ')} | {m.seconds - snakemake_alone.seconds:.2f} |"
+            f" {(m.seconds - snakemake_alone.seconds) / floor.seconds:.1f} |"
+            for m in (cold, plain, gzip)
+        ),
     ]
 
 
 def changed_assembly_seconds() -> float:
-    """The `export` job's own time in the last "one small layer changed" run (its benchmark file)."""
+    """The `export` job's own time in the latest "one small layer changed" run (its benchmark file)."""
     path = os.path.join(_work_dir, "changed", "build", "benchmarks", "export.tsv")
     with open(path) as handle:
         return float(handle.read().splitlines()[1].split("\t")[0])
@@ -396,6 +511,7 @@ def changed_assembly_seconds() -> float:
 
 _work_dir = ""
 _floor_times: list[float] = []
+_changed_overheads: list[float] = []
 
 
 if __name__ == "__main__":
