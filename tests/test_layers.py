@@ -194,7 +194,14 @@ def test_a_zstd_stream_cut_anywhere_is_truncated(checksum: bool) -> None:
     from tarexport.layers import ZstdFrames
 
     skippable = (0x184D2A53).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
-    frames = [skippable] + [zstd_frames(part, checksum=checksum) for part in (b"hello " * 50, os.urandom(300), b"")]
+    import zstandard
+
+    # and a frame of many blocks (RLE ones among them), with a window descriptor
+    writer = zstandard.ZstdCompressor(write_checksum=checksum).compressobj()
+    streamed = writer.compress(bytes(300_000) + os.urandom(2000)) + writer.flush()
+    assert streamed[4] & 0x20 == 0, "expected a frame with a window descriptor"
+    parts = (b"hello " * 50, os.urandom(300), b"")
+    frames = [skippable, streamed] + [zstd_frames(part, checksum=checksum) for part in parts]
     stream = b"".join(frames)
     whole = ZstdFrames()
     whole.feed(stream)
@@ -207,8 +214,18 @@ def test_a_zstd_stream_cut_anywhere_is_truncated(checksum: bool) -> None:
         assert walker.complete == (cut in ends), cut
 
 
-def test_bytes_after_zstd_frames_are_refused(tmp_path) -> None:
-    blob = blob_in_layout(tmp_path, zstd_frames(LAYER) + b"junk")
+def test_a_zstd_stream_of_empty_blocks_is_refused_early(tmp_path) -> None:
+    # each empty block costs a step of the frame walk and gives no byte for the expansion limit
+    frame_start = (0xFD2FB528).to_bytes(4, "little") + bytes([0x20, 0])  # one segment, size 0
+    stream = frame_start + b"\0\0\0" * 300_000 + b"\x01\0\0"  # raw blocks of 0 bytes, then the last
+    blob = blob_in_layout(tmp_path, stream)
+    check_fails(tmp_path, blob, sha(b""), "zstd blocks and frames gave only 0 bytes")
+
+
+@pytest.mark.parametrize("tail", [b"\x28\xb5\x2f", b"\x28\xb5\x2f\xfd\x20"])
+def test_the_start_of_a_frame_after_the_last_is_truncation(tmp_path, tail: bytes) -> None:
+    # the decoder itself ends quietly here: only the frame walk notices
+    blob = blob_in_layout(tmp_path, zstd_frames(LAYER) + tail)
     check_fails(tmp_path, blob, sha(LAYER), "layer is not valid zstd")
 
 

@@ -72,22 +72,35 @@ def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
     python-zstandard's decompressobj has no max_length: one call inflates all it is given,
     and a 1 MiB chunk of a zstd bomb can hold gigabytes. Its stream_reader is bounded but
     ends quietly at a truncated frame, so the frames are also walked (ZstdFrames).
+    Walking costs a Python step per block or frame: a stream of empty ones would cost
+    time without giving bytes, so past a few, each step must have given 1 KiB. A chunk
+    is walked once the decoder has used it up (before the buffer it is in is reused),
+    so that the bytes it gave are counted.
     """
     import zstandard
 
     frames = ZstdFrames()
+    produced = 0
+    last: bytes | memoryview = b""
 
     class Source:  # what stream_reader reads from: the chunks, each walked on the way
-        def read(self, size: int = -1) -> bytes:
-            chunk = next(chunks, b"")
-            frames.feed(chunk)
-            return chunk
+        def read(self, size: int = -1) -> bytes | memoryview:
+            nonlocal last
+            frames.feed(last)
+            if frames.steps > FREE_ZSTD_STEPS + produced // 1024:
+                raise ValueError(f"{frames.steps} zstd blocks and frames gave only {produced} bytes")
+            last = next(chunks, b"")
+            return last
 
     reader = zstandard.ZstdDecompressor().stream_reader(Source(), read_across_frames=True)
     while piece := reader.read(PIECE):
+        produced += len(piece)
         yield piece
     if not frames.complete:
         raise EOFError("zstd stream is truncated")
+
+
+FREE_ZSTD_STEPS = 1024  # blocks and frames that need not give output (empty last blocks)
 
 
 class ZstdFrames:
@@ -102,6 +115,7 @@ class ZstdFrames:
         self.skip = 0  # content bytes to pass over
         self.want, self.step = 4, self._magic
         self.checksum = False
+        self.steps = 0  # frames and blocks seen
 
     @property
     def complete(self) -> bool:
@@ -123,6 +137,7 @@ class ZstdFrames:
                 self.step(int.from_bytes(field, "little"))
 
     def _magic(self, value: int) -> None:
+        self.steps += 1
         if value == self.MAGIC:
             self.want, self.step = 1, self._descriptor
         elif value & 0xFFFFFFF0 == self.SKIPPABLE:
@@ -141,6 +156,7 @@ class ZstdFrames:
         self.want, self.step = 3, self._block
 
     def _block(self, value: int) -> None:
+        self.steps += 1
         kind, size = value >> 1 & 3, value >> 3
         if kind == 3:
             raise ValueError("reserved zstd block type")
