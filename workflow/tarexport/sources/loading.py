@@ -134,11 +134,14 @@ def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContent
 def _placed(layer: LayerRef, container: TarContainer) -> LayerRef:
     """The layer with where its member's data starts in the archive, so that its job reads
     from there without indexing the archive again (legacy and Docker 25+ saves alike). Not
-    when the member is missing or its size is not the manifest's: the job then reports it."""
+    when the member is missing, sparse, or not the manifest's size: the job then reports it."""
     blob = layer.blob
-    if blob.source_path != container.path or not container.exists(blob.member):
+    if blob.source_path != container.path:
         return layer
-    offset, size = container.span(blob.member)
+    try:
+        offset, size = container.span(blob.member)
+    except TarexportError:  # missing, or sparse
+        return layer
     if blob.size not in (-1, size):
         return layer
     return dataclasses.replace(layer, blob=blob._replace(size=size, offset=offset))
