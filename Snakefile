@@ -57,26 +57,29 @@ if workflow.global_resources.get("registry_downloads").value is None:
 _JOB_PATH = os.pathsep.join(
     [os.path.join(workflow.basedir, "workflow")] + [p for p in sys.path if p]
 )
-_JOB_COMMAND = " ".join(
+_JOB_PYTHON = " ".join(
     [
         f"PYTHONPATH={shlex.quote(_JOB_PATH)}",
         f"PYTHONPYCACHEPREFIX={shlex.quote(os.path.abspath(os.path.join(BUILD, 'pycache')))}",
         "PYTHONDONTWRITEBYTECODE=",
         shlex.quote(sys.executable),
         "-S -P -c",
-        shlex.quote(
-            "import sys; from tarexport.__main__ import main; sys.exit(main())"
-        ),
     ]
 )
+_MAIN = shlex.quote("import sys; from tarexport.__main__ import main; sys.exit(main())")
+# The lean layer job (an uncompressed blob of an OCI layout): no command parser at all.
+_LINK = shlex.quote("from tarexport.linklayer import main; main()")
 # Braces doubled: Snakemake formats the prefix like a shell command.
-shell.prefix(f'set -euo pipefail; tarexport() {{{{ {_JOB_COMMAND} "$@"; }}}}; ')
+shell.prefix(
+    "set -euo pipefail;"
+    f' tarexport() {{{{ {_JOB_PYTHON} {_MAIN} "$@"; }}}};'
+    f' tarexport_link() {{{{ {_JOB_PYTHON} {_LINK} "$@"; }}}}; '
+)
 
 
 include: "workflow/rules/layers.smk"
-include: "workflow/rules/configs.smk"
+include: "workflow/rules/images.smk"
 include: "workflow/rules/index.smk"
-include: "workflow/rules/docker.smk"
 include: "workflow/rules/oci.smk"
 include: "workflow/rules/archive.smk"
 

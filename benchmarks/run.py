@@ -1,12 +1,14 @@
 """Measure tarexport side by side with docker save, skopeo and cp, in one run.
 
-    python benchmarks/run.py                 # about 2 GB of images, 5 runs each (median)
-    python benchmarks/run.py --size-mb 200   # smaller
+    python benchmarks/run.py                 # both sets, 5 runs each (medians)
+    python benchmarks/run.py --size-mb 200 --scale-images 20 --runs 3   # smaller
 
-Creates its own images (random, incompressible data): a large shared base, a few small
-app layers on top of it, and one image with many small layers. Puts them in a Docker
-engine (started here), an OCI layout (gzip layers) and a docker-save archive, then times
-each way of making one archive of them, and writes the table to benchmarks/results.md.
+Two sets of images, each made here (random, incompressible data):
+- 2 GB: a large shared base, a few small app layers on top, one image of 50 small layers.
+  In a docker-save archive and OCI layouts (gzip and uncompressed), then timed against
+  docker save, skopeo, cp and inflating the layers.
+- scale (benchmarks/scale.py): 100 images, 1003 distinct layers, where the cost is per job.
+Writes the tables and every target's verdict to benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -16,35 +18,17 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import MB, Measure, export, floor_times, random_layer, run, timed  # noqa: E402
+from benchmarks.scale import ScaleResults, measure_scale  # noqa: E402
 from tests.engines import DockerEngine  # noqa: E402
 from tests.imagefactory import Image, LayoutEntry, make_config, write_docker_archive, write_oci_layout  # noqa: E402
-from tests.workflowrun import SNAKEFILE, write_config  # noqa: E402
-
-MB = 1 << 20
-
-
-def random_layer(name: str, size: int, files: int = 1) -> bytes:
-    """An uncompressed layer of `files` files of random bytes, `size` in all."""
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for number in range(files):
-            data = os.urandom(size // files)
-            info = tarfile.TarInfo(f"{name}/{number}")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+from tests.workflowrun import write_config  # noqa: E402
 
 
 def make_images(total_mb: int) -> list[tuple[Image, list[str]]]:
@@ -58,77 +42,21 @@ def make_images(total_mb: int) -> list[tuple[Image, list[str]]]:
     return images
 
 
-@dataclass
-class Measure:
-    name: str
-    seconds: float
-    bytes: int
-    peak_rss_mb: float
-
-
-# Runs a command and reports the largest resident set of any process in its tree.
-PEAK_RSS = (
-    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]);"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
-)
-_peaks: list[float] = []
-
-
-def timed(
-    command: Callable[[], None],
-    runs: int,
-    prepare: Callable[[], None] | None = None,
-    paired: Callable[[], None] | None = None,
-) -> tuple[float, float]:
-    """Median wall time of `runs` runs, and the peak resident memory (MB) of any process
-    started through run() meanwhile (0 when the work is done elsewhere, as in dockerd).
-
-    `paired` (the cp floor) is timed right before each run, in the same conditions: on
-    this kind of VM the same cp takes 0.6 s or 5 s depending on what the page cache and
-    the disk are doing, so a floor timed once, minutes apart, would skew every ratio.
-    """
-    times = []
-    _peaks.clear()
-    for _ in range(runs):
-        if paired:
-            os.sync()
-            start = time.perf_counter()
-            paired()
-            _floor_times.append(time.perf_counter() - start)
-        if prepare:
-            prepare()
-        os.sync()  # dirty pages of an earlier step must not slow this one
-        start = time.perf_counter()
-        command()
-        times.append(time.perf_counter() - start)
-    peaks = list(_peaks)
-    _peaks.clear()
-    return statistics.median(times), max(peaks, default=0.0)
-
-
-def run(*command: str, cwd: str | None = None) -> None:
-    wrapped = [sys.executable, "-c", PEAK_RSS, *command]
-    result = subprocess.run(wrapped, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr[-2000:]}")
-    _peaks.append(int(result.stderr.strip().splitlines()[-1]) / 1024)
-
-
-def export(work: str, config: str, *extra: str) -> None:
-    snakemake = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
-    run(*snakemake, *extra, cwd=work)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=2048)
+    parser.add_argument("--scale-images", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", default=os.path.join(ROOT, "benchmarks", "work"))
     parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results.md"))
     args = parser.parse_args()
+    results = measure_two_gb(args)
+    scale = measure_scale(os.path.join(args.work, "scale"), args.scale_images, args.runs)
+    write_report(args.output, results, scale, args)
 
-    global _work_dir
-    work = _work_dir = args.work
+
+def measure_two_gb(args: argparse.Namespace) -> list[Measure]:
+    work = args.work
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     images = make_images(args.size_mb)
@@ -137,39 +65,32 @@ def main() -> None:
     layout = write_oci_layout(
         os.path.join(work, "layout"), [LayoutEntry(image, ["docker.io/" + tags[0]]) for image, tags in images]
     )
+    plain_layout = write_oci_layout(
+        os.path.join(work, "layout-plain"),
+        [LayoutEntry(image, ["docker.io/" + tags[0]], compression="none") for image, tags in images],
+    )
     results: list[Measure] = []
-
     copy = os.path.join(work, "copy.tar")
 
     def floor_copy() -> None:
         run("cp", archive_source, copy)
 
-    def ours(name: str, source: str, *, fresh: bool, extra: tuple[str, ...] = ()) -> str:
+    def ours(name: str, source: str, *, fresh: bool) -> None:
         target = os.path.join(work, name)
-        config_dir = os.path.join(work, name + "-config")
-        os.makedirs(config_dir, exist_ok=True)
-        config = write_config(config_dir, sources=[source], images=names)
+        os.makedirs(target, exist_ok=True)
+        config = write_config(target, sources=[source], images=names)
 
         def prepare() -> None:
             if fresh:
-                shutil.rmtree(target, ignore_errors=True)
-            os.makedirs(target, exist_ok=True)
+                for part in ("build", "results", ".snakemake"):
+                    shutil.rmtree(os.path.join(target, part), ignore_errors=True)
 
-        prepare()
         if not fresh:
-            export(target, config, *extra)  # the run whose results are then found up to date
-        seconds, peak = timed(lambda: export(target, config, *extra), args.runs, prepare, floor_copy if fresh else None)
-        output = os.path.join(target, "results", "images.tar")
-        results.append(Measure(name, seconds, os.path.getsize(output), peak))
-        return output
+            export(target, config)  # the run whose results are then found up to date
+        seconds, peak = timed(lambda: export(target, config), args.runs, prepare, floor_copy if fresh else None)
+        results.append(Measure(name, seconds, os.path.getsize(os.path.join(target, "results", "images.tar")), peak))
 
-    plain_layout = write_oci_layout(
-        os.path.join(work, "layout-plain"),
-        [LayoutEntry(image, ["docker.io/" + tags[0]], compression="none") for image, tags in images],
-    )
-    our_archive = ours("tarexport, cold, from docker-save archive", archive_source, fresh=True)
-    cold_build = os.path.join(work, "tarexport, cold, from docker-save archive", "build")
-    results.append(snakemake_floor(os.path.join(work, "floor"), cold_build, args.runs))
+    ours("tarexport, cold, from docker-save archive", archive_source, fresh=True)
     ours("tarexport, cold, from OCI layout (uncompressed)", plain_layout, fresh=True)
     ours("tarexport, cold, from OCI layout (gzip)", layout, fresh=True)
     results.append(decompression_floor(layout, args.runs))
@@ -179,37 +100,12 @@ def main() -> None:
     shutil.rmtree(inflated)
     ours("tarexport, nothing changed", archive_source, fresh=False)
 
-    # one small layer changed: a new app image in the layout, then the re-run
-    changed_work = os.path.join(work, "changed")
-    os.makedirs(changed_work)
-    config = write_config(changed_work, sources=[layout], images=names)
-    export(changed_work, config)
-    changed_layout = os.path.join(work, "layout2")
-
-    def change() -> None:
-        base_layers = images[0][0].layers[:2]
-        layers = [*base_layers, random_layer("changed", 64 << 10)]
-        new = Image(layers, make_config(layers))
-        shutil.rmtree(changed_layout, ignore_errors=True)
-        entries = [LayoutEntry(image, ["docker.io/" + tags[0]]) for image, tags in images[1:]]
-        write_oci_layout(changed_layout, [LayoutEntry(new, ["docker.io/" + names[0]]), *entries])
-        write_config(changed_work, sources=[changed_layout], images=names)
-
-    def changed_run() -> None:
-        start = time.perf_counter()
-        export(changed_work, config)
-        # the target is per run: this run's wall time against this run's own assembly
-        _changed_overheads.append(time.perf_counter() - start - changed_assembly_seconds())
-
-    seconds, peak = timed(changed_run, args.runs, change)
-    results.append(Measure("tarexport, one small layer changed", seconds, os.path.getsize(our_archive), peak))
-
-    engine = DockerEngine()
+    engine = DockerEngine(storage_driver="overlay2")
     try:
         engine.docker("load", "-i", archive_source)
         saved = os.path.join(work, "docker-save.tar")
         seconds, peak = timed(lambda: engine.docker("save", "-o", saved, *names), args.runs)
-        results.append(Measure("docker save (Docker 20.10)", seconds, os.path.getsize(saved), peak))
+        results.append(Measure("docker save (Docker 20.10, overlay2)", seconds, os.path.getsize(saved), peak))
     finally:
         engine.stop()
 
@@ -225,107 +121,17 @@ def main() -> None:
     seconds, peak = timed(skopeo_all, args.runs)
     size = sum(os.path.getsize(os.path.join(skopeo_out, f)) for f in os.listdir(skopeo_out))
     results.append(Measure("skopeo copy to docker-archive (one run per image)", seconds, size, peak))
-
-    floor = Measure(
-        "cp of the docker-save archive (the floor; timed before each cold export)",
-        statistics.median(_floor_times),
-        os.path.getsize(archive_source),
-        0,
+    results.append(
+        Measure(
+            "cp of the docker-save archive (the floor; timed before each cold export)",
+            statistics.median(floor_times),
+            os.path.getsize(archive_source),
+            0,
+        )
     )
-    results.append(floor)
-    results += planning_scale(os.path.join(work, "scale"), args.runs)
-    docker_save = next(m for m in results if m.name.startswith("docker save"))
-    write_report(args.output, results, floor, docker_save, args)
-
-
-FLOOR_SNAKEFILE = """
-LAYERS, OTHERS = {layers}, {others}
-
-
-rule final:  # the target, as `export` is tarexport's
-    input:
-        expand("layers/{{i}}", i=range(LAYERS)),
-        expand("others/{{i}}", i=range(OTHERS)),
-    output:
-        "done",
-    shell:
-        "touch {{output}}"
-
-
-rule layer:
-    output:
-        "layers/{{i}}",
-    log:
-        "logs/layers/{{i}}.log",
-    benchmark:
-        "benchmarks/layers/{{i}}.tsv"
-    shell:
-        "touch {{output}} 2> {{log}}"
-
-
-rule other:
-    input:
-        lambda wc: f"layers/{{int(wc.i) % LAYERS}}",
-    output:
-        "others/{{i}}",
-    log:
-        "logs/others/{{i}}.log",
-    benchmark:
-        "benchmarks/others/{{i}}.tsv"
-    shell:
-        "touch {{output}} 2> {{log}}"
-
-
-onsuccess:  # as tarexport's Snakefile does: no wait for the rate limiter's timers at exit
-    import threading
-
-    for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
-            thread.cancel()
-"""
-
-
-def snakemake_floor(work: str, cold_build: str, runs: int) -> Measure:
-    """Snakemake alone: as many jobs as the cold export ran (counted from its benchmark
-    files), in the same shape (layer jobs, then jobs that each need one, then one last),
-    each only touching its output, with the same scheduler and flags. A cold export less
-    this is roughly tarexport's own work: a lower bound, as on 2 cores Snakemake's work
-    and the jobs' overlap."""
-    benchmarks = os.path.join(cold_build, "benchmarks")
-    counts = {
-        name: len(os.listdir(os.path.join(benchmarks, name)))
-        for name in os.listdir(benchmarks)
-        if os.path.isdir(os.path.join(benchmarks, name))
-    }
-    layers = counts.pop("layers", 0) + counts.pop("blobs", 0)
-    others = sum(counts.values()) + sum(1 for name in os.listdir(benchmarks) if name.endswith(".tsv")) - 1
-    os.makedirs(work, exist_ok=True)
-    snakefile = os.path.join(work, "Snakefile")
-    with open(snakefile, "w") as handle:
-        handle.write(FLOOR_SNAKEFILE.format(layers=layers, others=others))
-    target = os.path.join(work, "run")
-
-    def prepare() -> None:
-        shutil.rmtree(target, ignore_errors=True)
-        os.makedirs(target)
-
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        snakefile,
-        "-d",
-        target,
-        "--cores",
-        "all",
-        "--scheduler",
-        "greedy",
-    ]
-    seconds, peak = timed(lambda: run(*command, cwd=target), runs, prepare)
-    return Measure(
-        f"Snakemake alone: the same {layers + others + 1} jobs, each only touching its output", seconds, 0, peak
-    )
+    results += planning_scale(os.path.join(work, "planning"), args.runs)
+    shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 def _gunzip_file(path: str, module: str = "zlib", into: str = "") -> int:
@@ -380,11 +186,10 @@ def decompression_floor(layout: str, runs: int, into: str = "") -> Measure:
 
 
 def planning_scale(work: str, runs: int) -> list[Measure]:
-    """Planning at scale with tiny layers: 1000 images x 20 layers, planned and dry-run
-    (`-n`); and 50 images x 10 layers exported, then re-run with nothing changed.
+    """Planning at 1000 images x 20 tiny layers, planned and dry-run (`-n`).
 
     Each image has its own 5 top layers over one of 10 shared 15-layer bases (so 20 layers
-    each; 5,150 distinct layers, 5,150 v1 directories and 1,000 configs for the first)."""
+    each; 5,150 distinct layers, 5,150 v1 directories and 1,000 configs)."""
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     from tests.imagefactory import make_layer
@@ -410,104 +215,119 @@ def planning_scale(work: str, runs: int) -> list[Measure]:
     seconds, peak = timed(lambda: export(target, config, "-n"), runs)
     measures.append(Measure("plan and dry-run (-n): 1000 images x 20 layers", seconds, 0, peak))
 
-    target, config = prepared("small", image_set(50, 5, 5, 5))
-    export(target, config)
-    seconds, peak = timed(lambda: export(target, config), runs)
-    size = os.path.getsize(os.path.join(target, "results", "images.tar"))
-    measures.append(Measure("nothing changed: 50 images x 10 layers", seconds, size, peak))
+    shutil.rmtree(work, ignore_errors=True)
     return measures
 
 
-def write_report(
-    path: str, results: list[Measure], floor: Measure, docker_save: Measure, args: argparse.Namespace
-) -> None:
+def _table(measures: list[Measure], floor: Measure, docker_save: Measure) -> list[str]:
+    lines = [
+        f"| what | time (s) | MB/s | x {floor.name.split(' (')[0]} | x docker save | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for measure in measures:
+        rate = measure.bytes / MB / measure.seconds if measure.seconds else 0
+        lines.append(
+            f"| {measure.name} | {measure.seconds:.2f} | {rate:.0f} | {measure.seconds / floor.seconds:.2f} "
+            f"| {measure.seconds / docker_save.seconds:.2f} | {measure.peak_rss_mb:.0f} |"
+        )
+    return lines
+
+
+def _row(measures: list[Measure], prefix: str) -> Measure:
+    return next(m for m in measures if m.name.startswith(prefix))
+
+
+def write_report(path: str, results: list[Measure], scale: ScaleResults, args: argparse.Namespace) -> None:
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
+    floor = _row(results, "cp of the docker-save archive")
+    docker_save = _row(results, "docker save")
+    scale_cp = _row(scale.measures, "scale: cp of the archive")
+    scale_save = _row(scale.measures, "scale: docker save")
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by"
-        f" `python benchmarks/run.py --size-mb {args.size_mb} --runs {args.runs}` on {os.cpu_count()} cores,"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/run.py"
+        f" --size-mb {args.size_mb} --scale-images {args.scale_images} --runs {args.runs}` on {os.cpu_count()} cores,"
         f" {memory_gib} GiB of memory, Python {platform.python_version()}, {platform.platform()}."
         f" Times are medians of {args.runs} runs with a warm page cache; `x` is the ratio to that row."
         " Peak RSS is that of the largest process started for the row (docker save works in dockerd: 0).",
         "",
-        "| what | time (s) | MB/s | x cp | x docker save | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"## Scale: {args.scale_images} images, {scale.jobs.get('layer_tar', 0)} distinct layers,"
+        f" {scale.bytes / MB:.0f} MB of archive",
+        "",
+        *_table(scale.measures, scale_cp, scale_save),
+        "",
+        *per_job_split(scale),
+        "",
+        f"## 2 GB: {args.size_mb} MB, 4 images",
+        "",
+        *_table(results, floor, docker_save),
+        "",
+        *targets(results, scale),
     ]
-    for measure in results:
-        rate = measure.bytes / MB / measure.seconds if measure.seconds else 0
-        lines.append(
-            f"| {measure.name} | {measure.seconds:.2f} | {rate:.0f} | {measure.seconds / floor.seconds:.1f} "
-            f"| {measure.seconds / docker_save.seconds:.2f} | {measure.peak_rss_mb:.0f} |"
-        )
-    lines += ["", *targets(results, floor, docker_save)]
     text = "\n".join(lines) + "\n"
     with open(path, "w") as handle:
         handle.write(text)
     print(text)
 
 
-def targets(results: list[Measure], floor: Measure, docker_save: Measure) -> list[str]:
-    """Issue 6's targets against this run's rows."""
-
-    def row(prefix: str) -> Measure:
-        return next(m for m in results if m.name.startswith(prefix))
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "**not met**"
-
-    cold = row("tarexport, cold, from docker-save")
-    plain = row("tarexport, cold, from OCI layout (uncompressed)")
-    gzip = row("tarexport, cold, from OCI layout (gzip)")
-    inflate = row("gzip decompression of the layers, output discarded")
-    inflate_to_files = row("gzip decompression of the layers, into files")
-    changed = row("tarexport, one small layer changed")
-    changed_rest = statistics.median(_changed_overheads)
-    snakemake_alone = row("Snakemake alone")
-    nothing = row("nothing changed: 50 images")
-    scale = row("plan and dry-run")
-    peak = max(m.peak_rss_mb for m in results if m.name.startswith("tarexport"))
-    c, d = cold.seconds / floor.seconds, cold.seconds / docker_save.seconds
+def per_job_split(scale: ScaleResults) -> list[str]:
+    """Where a cold export's time goes, per job: Snakemake's own share (the floor run),
+    one layer job's process (run by hand), and the rest."""
+    cold = _row(scale.measures, "scale: tarexport, cold")
+    alone = _row(scale.measures, "Snakemake alone")
+    jobs = sum(scale.jobs.values())
     return [
-        "| target (issue 6) | this run | verdict |",
-        "|---|---|---|",
-        f"| cold from docker-save ≤ 2.5 x cp | {c:.1f} x | {verdict(c <= 2.5)} |",
-        f"| cold from docker-save < 0.5 x docker save | {d:.2f} x | {verdict(d < 0.5)} |",
-        f"| cold from uncompressed layout ≤ 1.5 x cp | {plain.seconds / floor.seconds:.1f} x |"
-        f" {verdict(plain.seconds <= 1.5 * floor.seconds)} |",
-        f"| cold from gzip ≤ 1.3 x fastest decompressor (output discarded) | {gzip.seconds / inflate.seconds:.1f} x"
-        f" ({gzip.seconds / inflate_to_files.seconds:.1f} x decompressing into files) |"
-        f" {verdict(gzip.seconds <= 1.3 * inflate.seconds)} |",
-        f"| nothing changed, 50 images x 10 layers, < 2 s | {nothing.seconds:.2f} s | {verdict(nothing.seconds < 2)} |",
-        f"| one small layer changed < assembly + 2 s | {changed.seconds:.2f} s; less each run's own assembly:"
-        f" {changed_rest:.2f} s | {verdict(changed_rest < 2)} |",
-        f"| peak RSS < 300 MB (exports) | {peak:.0f} MB | {verdict(peak < 300)} |",
-        f"| 1000 images x 20 layers plan + dry-run < 30 s | {scale.seconds:.1f} s | {verdict(scale.seconds < 30)} |",
-        "",
-        "Not targets: roughly what the cold exports cost beyond Snakemake's own cost for the"
-        f" same jobs ({snakemake_alone.seconds:.2f} s); a lower bound, as Snakemake's work and"
-        " the jobs' overlap on 2 cores:",
-        "",
-        "| cold export | less Snakemake alone (s) | x cp |",
-        "|---|---:|---:|",
-        *(
-            f"| {m.name.removeprefix('tarexport, cold, ')} | {m.seconds - snakemake_alone.seconds:.2f} |"
-            f" {(m.seconds - snakemake_alone.seconds) / floor.seconds:.1f} |"
-            for m in (cold, plain, gzip)
-        ),
+        f"Per job, cold ({jobs} jobs: " + ", ".join(f"{n} {r}" for r, n in sorted(scale.jobs.items())) + "):"
+        f" the whole run {cold.seconds / jobs * 1000:.1f} ms; Snakemake alone {alone.seconds / jobs * 1000:.1f} ms;"
+        f" the rest {(cold.seconds - alone.seconds) / jobs * 1000:.1f} ms (our job processes, on the other"
+        f" core, and what our rules add to Snakemake's work). One small layer job, as Snakemake starts it"
+        f" (bash and the lean Python job) but run by hand: {scale.layer_job_ms:.1f} ms.",
     ]
 
 
-def changed_assembly_seconds() -> float:
-    """The `export` job's own time in the latest "one small layer changed" run (its benchmark file)."""
-    path = os.path.join(_work_dir, "changed", "build", "benchmarks", "export.tsv")
-    with open(path) as handle:
-        return float(handle.read().splitlines()[1].split("\t")[0])
+def targets(results: list[Measure], scale: ScaleResults) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
 
-
-_work_dir = ""
-_floor_times: list[float] = []
-_changed_overheads: list[float] = []
+    s, r = scale.measures, results
+    cold, nothing = _row(s, "scale: tarexport, cold"), _row(s, "scale: tarexport, nothing")
+    changed, dry = _row(s, "scale: tarexport, one"), _row(s, "scale: snakemake -n")
+    alone, save = _row(s, "Snakemake alone"), _row(s, "scale: docker save")
+    floor, docker_save = _row(r, "cp of the docker-save archive"), _row(r, "docker save")
+    from_save, plain = _row(r, "tarexport, cold, from docker-save"), _row(r, "tarexport, cold, from OCI layout (unc")
+    gzip, inflate = _row(r, "tarexport, cold, from OCI layout (gzip)"), _row(r, "gzip decompression of the layers, in")
+    two_gb_nothing = _row(r, "tarexport, nothing changed")
+    peak = max(m.peak_rss_mb for m in [*results, *s] if "tarexport" in m.name)
+    # The cold target is 2.0 x docker save, unless Snakemake alone (same jobs, same profile)
+    # is itself above that: then Snakemake alone + 0.5 x docker save.
+    if alone.seconds > 2.0 * save.seconds:
+        cold_limit, cold_text = alone.seconds + 0.5 * save.seconds, "≤ Snakemake alone + 0.5 x docker save"
+    else:
+        cold_limit, cold_text = 2.0 * save.seconds, "≤ 2.0 x docker save (stretch 1.5 x)"
+    gzip_floor = inflate.seconds + floor.seconds
+    return [
+        "| set | measure | target | this run | verdict |",
+        "|---|---|---|---|---|",
+        f"| scale | cold export from the OCI layout | {cold_text} | {cold.seconds:.2f} s ="
+        f" {cold.seconds / save.seconds:.2f} x docker save ({save.seconds:.2f} s); Snakemake alone"
+        f" {alone.seconds:.2f} s | {verdict(cold.seconds <= cold_limit)}"
+        f"{' (stretch met)' if cold.seconds <= 1.5 * save.seconds else ''} |",
+        f"| scale | nothing changed | < 2 s | {nothing.seconds:.2f} s | {verdict(nothing.seconds < 2)} |",
+        f"| scale | one image's config changed | < 0.3 x docker save | {changed.seconds:.2f} s ="
+        f" {changed.seconds / save.seconds:.2f} x | {verdict(changed.seconds < 0.3 * save.seconds)} |",
+        f"| scale | `snakemake -n export` | < 3 s | {dry.seconds:.2f} s | {verdict(dry.seconds < 3)} |",
+        f"| scale and 2 GB | peak RSS of any process | < 300 MB | {peak:.0f} MB | {verdict(peak < 300)} |",
+        f"| 2 GB | cold from a docker-save archive | ≤ 2.5 x cp, < 0.5 x docker save | {from_save.seconds:.2f} s ="
+        f" {from_save.seconds / floor.seconds:.2f} x cp, {from_save.seconds / docker_save.seconds:.2f} x docker save |"
+        f" {verdict(from_save.seconds <= 2.5 * floor.seconds and from_save.seconds < 0.5 * docker_save.seconds)} |",
+        f"| 2 GB | cold from an uncompressed OCI layout | ≤ 2.0 x cp | {plain.seconds:.2f} s ="
+        f" {plain.seconds / floor.seconds:.2f} x | {verdict(plain.seconds <= 2.0 * floor.seconds)} |",
+        f"| 2 GB | cold from gzip layers | ≤ 1.3 x (inflating into files on 2 processes + cp) | {gzip.seconds:.2f} s ="
+        f" {gzip.seconds / gzip_floor:.2f} x ({inflate.seconds:.2f} s + {floor.seconds:.2f} s) |"
+        f" {verdict(gzip.seconds <= 1.3 * gzip_floor)} |",
+        f"| 2 GB | nothing changed | < 1 s | {two_gb_nothing.seconds:.2f} s | {verdict(two_gb_nothing.seconds < 1)} |",
+    ]
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def stop_daemon(process: subprocess.Popen, log: Any, base: str, unmount: str = "
 class DockerEngine:
     """A private dockerd with its own data root, exec root and socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage_driver: str = "vfs") -> None:
         # Short paths: containerd's socket lives under the exec root (108-byte limit).
         self.base = tempfile.mkdtemp(prefix="txd", dir="/tmp")
         self.socket = os.path.join(self.base, "sock")
@@ -66,7 +66,7 @@ class DockerEngine:
                 "--iptables=false",
                 "--ip6tables=false",
                 "--bridge=none",
-                "--storage-driver=vfs",
+                f"--storage-driver={storage_driver}",
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

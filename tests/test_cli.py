@@ -14,7 +14,7 @@ def test_options_flags_and_defaults() -> None:
 
 
 def test_a_value_may_look_like_anything_but_an_option() -> None:
-    _, options = parse(["config", "--recipe", "-", "--source", "--x", "--output", "out"])
+    _, options = parse(["layer", "--recipe", "-", "--source", "--x", "--output", "out"])
     assert options["source"] == "--x"
 
 

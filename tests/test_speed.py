@@ -24,21 +24,16 @@ import time
 import pytest
 
 from tests.imagefactory import write_docker_archive
-from tests.workflowrun import ROOT, SNAKEFILE, write_config
+from tests.workflowrun import SNAKEFILE, write_config
 
 RUNS = 3
 
 
 def make_images(size_mb: int) -> list:
     """The image set of benchmarks/run.py, at this size."""
-    import importlib.util
+    from benchmarks.run import make_images
 
-    spec = importlib.util.spec_from_file_location("benchmark_run", os.path.join(ROOT, "benchmarks", "run.py"))
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module.make_images(size_mb)
+    return make_images(size_mb)
 
 
 def timed(command: list[str], cwd: str) -> float:
@@ -94,3 +89,43 @@ def test_small_benchmark(tmp_path) -> None:
     )
     print(report)
     assert per_byte <= 3.0, report
+
+
+# Per-job cost against Snakemake's own: a cold export of many small layers over Snakemake
+# alone running as many jobs of the same shape with the same profile (best of three each).
+# Measured 1.7 when this check was written (2 cores); a regression of more than half fails.
+PER_JOB_BASELINE = 1.7
+
+
+@pytest.mark.skipif(os.environ.get("TAREXPORT_SKIP_SPEED") == "1", reason="TAREXPORT_SKIP_SPEED=1")
+def test_per_job_cost_at_many_layers(tmp_path) -> None:
+    from benchmarks import common, scale
+    from tests.imagefactory import Image, LayoutEntry, make_config, write_oci_layout
+
+    base = [common.random_layer(f"base{i}", 1 << 20) for i in range(3)]
+    images = []
+    for number in range(30):  # 30 images, 10 own layers each: 303 layer jobs
+        layers = [*base, *(common.random_layer(f"own{number}/{i}", 64 << 10) for i in range(10))]
+        images.append((Image(layers, make_config(layers, config={"Cmd": [str(number)]})), f"many/app{number}:1"))
+    entries = [LayoutEntry(image, ["docker.io/" + name], compression="none") for image, name in images]
+    layout = write_oci_layout(str(tmp_path / "layout"), entries)
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    config = write_config(work, sources=[layout], images=[name for _, name in images])
+    counts = scale.job_counts(work, config)
+    jobs = sum(counts.values())
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
+    exports = []
+    for _ in range(RUNS):
+        for part in ("build", "results", ".snakemake"):
+            shutil.rmtree(os.path.join(work, part), ignore_errors=True)
+        exports.append(timed(command, work))
+    alone = scale.snakemake_floor(str(tmp_path / "floor"), counts, RUNS).seconds
+    ratio = min(exports) / alone
+    report = (
+        f"{jobs} jobs: cold export {min(exports):.2f} s ({min(exports) / jobs * 1000:.1f} ms a job),"
+        f" Snakemake alone {alone:.2f} s ({alone / jobs * 1000:.1f} ms a job): {ratio:.2f} x"
+    )
+    print(report)
+    assert counts["layer_tar"] == 303 and counts["image_files"] == 30, counts
+    assert ratio <= 1.5 * PER_JOB_BASELINE, report

@@ -24,11 +24,16 @@ class Run:
     @property
     def jobs(self) -> Counter[str]:
         """Jobs Snakemake finished, by rule."""
-        return Counter(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", self.output))
+        return Counter(fold(rule) for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", self.output))
 
     @property
     def nothing_to_do(self) -> bool:
         return "Nothing to be done" in self.output
+
+
+def fold(rule: str) -> str:
+    """A rule name with the image it serves left out: image_files_<id> is image_files."""
+    return "image_files" if rule.startswith("image_files_") else rule
 
 
 def write_config(workdir: str, **config: object) -> str:

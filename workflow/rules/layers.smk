@@ -11,8 +11,6 @@ rule layer_tar:
         record=f"{BUILD}/layers/{{diff}}.tar.check",
     log:
         f"{BUILD}/logs/layers/{{diff}}.log",
-    benchmark:
-        f"{BUILD}/benchmarks/layers/{{diff}}.tsv"
     wildcard_constraints:
         diff="[0-9a-f]{64}",
     priority: lambda wc: PIPELINE.layer_priority(wc.diff)
@@ -22,12 +20,14 @@ rule layer_tar:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=lambda wc: PIPELINE.layer_downloads(wc.diff),
     params:
-        # untracked (see Untracked): the images it serves, for messages; where its bytes are
-        context=lambda wc: PIPELINE.layer_context(wc.diff),
-        source=lambda wc: PIPELINE.layer_source(wc.diff),
+        # tracked: what the job must produce
         recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
+        # untracked (see Untracked): how, from where, and for which images (messages)
+        command=lambda wc, output: PIPELINE.layer_command(
+            wc.diff, output.layer, f"{BUILD}/logs/layers/{wc.diff}.log"
+        ),
     shell:
-        "tarexport layer --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"
+        "{params.command}"
 
 
 # With `layers: keep`: the source's compressed blob as it is, stored by its digest,
@@ -38,8 +38,6 @@ rule layer_blob:
         record=f"{BUILD}/blobs/{{blob}}.check",
     log:
         f"{BUILD}/logs/blobs/{{blob}}.log",
-    benchmark:
-        f"{BUILD}/benchmarks/blobs/{{blob}}.tsv"
     wildcard_constraints:
         blob="[0-9a-f]{64}",
     priority: lambda wc: PIPELINE.blob_priority(wc.blob)

@@ -51,18 +51,6 @@ def _oci_index(args: dict[str, Any]) -> None:
         write_oci_index([tuple(entry) for entry in json.load(handle)], args["output"])
 
 
-def _config(args: dict[str, Any]) -> None:
-    from .jobs import copy_config
-
-    copy_config({**json.loads(args["source"]), **json.loads(args["recipe"])}, args["output"], args["context"])
-
-
-def _v1_dir(args: dict[str, Any]) -> None:
-    from .jobs import write_v1_dir
-
-    write_v1_dir(json.loads(args["recipe"]), args["json"], args["version"])
-
-
 def _assemble(args: dict[str, Any]) -> None:
     from .jobs import assemble
 
@@ -76,8 +64,6 @@ def _assemble(args: dict[str, Any]) -> None:
 # command: (function, required options, optional options with defaults, on/off flags, what it does)
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dict[str, str], tuple[str, ...], str]] = {
     "layer": (_layer, ("recipe", "source", "output"), {"context": ""}, ("keep",), "materialize one layer"),
-    "config": (_config, ("recipe", "source", "output"), {"context": ""}, (), "copy one image config, verified"),
-    "v1-dir": (_v1_dir, ("recipe", "json", "version"), {}, (), "write a v1 layer directory's json and VERSION"),
     "oci-manifest": (_oci_manifest, ("recipe", "output"), {}, (), "write an image's OCI manifest"),
     "oci-index": (_oci_index, ("entries", "output"), {}, (), "write index.json from its planned entries"),
     "oci-image-index": (_oci_image_index, ("recipe", "output"), {}, (), "write a multi-platform index"),

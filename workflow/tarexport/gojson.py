@@ -31,9 +31,13 @@ def _escape_char(match: re.Match[str]) -> str:
     return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def encode_string(text: str) -> str:
-    # Lone surrogates (from "\ud800" in the source JSON) are replaced as Go does.
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+    # Lone surrogates (from "\ud800" in the source JSON) are replaced as Go does (searched
+    # by a regular expression: a Python loop over every character cost 0.5 s at 1000 images).
+    if not text.isascii() and _SURROGATE.search(text):
         text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
     return '"' + _NEEDS_ESCAPE.sub(_escape_char, text) + '"'
 

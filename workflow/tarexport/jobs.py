@@ -8,47 +8,11 @@ from typing import Any
 
 from . import buildpaths
 from .digests import sha256_digest
-from .errors import TarexportError, located
+from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
-from .formats.docker_legacy import VERSION_BYTES, config_diff_ids, v1_layers
-from .gojson import decode_v1_image
-from .layers import verify_layer_file
-from .sources.base import BlobRef
-from .sources.containers import open_container
+from .layerfiles import verify_layer_file
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Sink, write_tar
-
-
-def copy_config(recipe: dict[str, Any], output: str, image: str = "") -> None:
-    blob = BlobRef.from_json(recipe["blob"])
-    container = open_container(blob.source_kind, blob.source_path, recipe["label"])
-    try:
-        data = container.read_small(blob.member, kind="config")
-    except TarexportError as exc:
-        raise located(exc, image=image, member=blob.member) from None
-    actual = sha256_digest(data)
-    if actual != recipe["image_id"]:
-        raise TarexportError(
-            f"config has digest {actual}, expected image ID {recipe['image_id']}",
-            image=image,
-            source=recipe["label"],
-            member=blob.member,
-        )
-    write_atomically(output, data)
-
-
-def write_v1_dir(recipe: dict[str, Any], json_path: str, version_path: str) -> None:
-    """A v1 directory's json and VERSION: the top one from the config, lower ones from the chain."""
-    if "config" in recipe:
-        with open(recipe["config"], "rb") as handle:
-            config = handle.read()
-        layer = v1_layers(decode_v1_image(config, recipe["config"]), config_diff_ids(config))[-1]
-    else:
-        layer = v1_layers(None, recipe["diff_ids"], recipe["os"])[-1]
-    if layer.v1_id != recipe["v1_id"]:
-        raise TarexportError(f"v1 ID {layer.v1_id} differs from the plan's {recipe['v1_id']}; run the workflow again")
-    write_atomically(json_path, layer.json_bytes)
-    write_atomically(version_path, VERSION_BYTES)
 
 
 def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
