@@ -170,6 +170,23 @@ def test_changed_image_reexports_only_its_parts(tmp_path) -> None:
     }
 
 
+def test_going_back_to_an_earlier_image_list_rewrites_the_index_files(tmp_path) -> None:
+    """Snakemake's metadata is dropped (profile), so a plan file that comes back (named by its
+    content, so older than the outputs made in between) must still re-run its jobs."""
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    src = layout(str(tmp_path / "src"))
+    export(work, sources=[src], images=IMAGES)
+    first = sha256_file(archive(work))
+    fewer = export(work, sources=[src], images=IMAGES[:2])
+    assert fewer.jobs["manifest_json"] == 1 and fewer.jobs["repositories"] == 1, fewer.jobs
+    assert sha256_file(archive(work)) != first
+    again = export(work, sources=[src], images=IMAGES)
+    assert again.jobs["manifest_json"] == 1 and again.jobs["repositories"] == 1, again.jobs
+    assert again.jobs["layer_tar"] == 0 and again.jobs["image_files"] == 0, again.jobs
+    assert sha256_file(archive(work)) == first
+
+
 def test_cluster_generic_executor_gives_the_same_bytes(sources: str, tmp_path) -> None:
     local = str(tmp_path / "local")
     cluster = str(tmp_path / "cluster")

@@ -18,7 +18,7 @@ from typing import Any
 from . import buildpaths
 from .digests import hex_of, sha256_digest
 from .errors import TarexportError
-from .fileio import write_if_changed
+from .fileio import write_atomically, write_if_changed
 from .formats import docker_legacy, oci
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layerfiles import record_path
@@ -27,8 +27,9 @@ from .settings import Settings, load_settings
 from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
 from .tarball import Entry, Sink, write_tar
 
-# Bumped when a job's output bytes change for the same recipe, so Snakemake's
-# params trigger re-runs them (it does not track the package's code).
+# Bumped when the archive's bytes change for the same plan: it is part of the plan digest,
+# so an archive made by an earlier version is removed and made again. (Build files are
+# named by their content; the profile drops Snakemake's params and code triggers.)
 RECIPE_VERSION = 1
 
 
@@ -366,7 +367,9 @@ class Pipeline:
 
     def write_plan_files(self) -> None:
         for name, data in self._plan_contents.items():
-            write_if_changed(self.plan_file(name), data)
+            path = self.plan_file(name)
+            write_if_changed(path, data)
+            _mark_current(path, buildpaths.plan_file(self.build_dir, f"{self.format}-current-{name}"))
         for batch in self.image_files:
             write_if_changed(batch.plan_file, batch.contents)
 
@@ -412,6 +415,25 @@ class Pipeline:
         stored += [buildpaths.blob(build, h) for h in self.kept_blobs]
         files += stored + [record_path(path) for path in stored]
         return files
+
+
+def _mark_current(plan_file: str, record: str) -> None:
+    """Make a plan file that is not the one its job last used newer than that job's output.
+
+    The profile drops Snakemake's metadata (--drop-metadata), and with it the trigger that
+    re-runs a job whose input file changed name. Going back to an earlier configuration
+    brings back an earlier plan file, older than the output made from the one in between:
+    touched here, it re-runs its job by modification time. (Image plan files need none:
+    what they hold is named by its content.)"""
+    name = os.path.basename(plan_file)
+    try:
+        with open(record, encoding="utf-8") as handle:
+            if handle.read() == name:
+                return
+    except OSError:
+        pass
+    os.utime(plan_file)
+    write_atomically(record, name.encode())
 
 
 def _shell_words(*words: str) -> str:
