@@ -6,6 +6,8 @@ rule export:
     input:
         manifest=f"{BUILD}/{FORMAT}/manifest.json",
         files=PIPELINE.archive_inputs(),
+        # the plan digest, in a file named by it (see pipeline._mark_current)
+        plan_digest=PIPELINE.plan_file("archive.plan"),
     output:
         archive=OUTPUT,
         # the plan the archive was made from; a later run with another plan removes a stale archive

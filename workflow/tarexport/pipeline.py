@@ -354,6 +354,9 @@ class Pipeline:
             contents["repositories"] = self.repositories
         if self.format == "oci":
             contents["index-entries.json"] = recipe_json([list(e) for e in self.oci_index_entries()]).encode()
+        # what the archive is made from, as an input of the export job: a changed plan
+        # (another compression, say) re-runs it by this file's modification time
+        contents["archive.plan"] = self.plan_digest.encode() + b"\n"
         return contents
 
     def plan_file(self, name: str) -> str:
