@@ -46,6 +46,10 @@ if workflow.global_resources.get("registry_downloads").value is None:
     workflow.register_resource(
         "registry_downloads", PIPELINE.settings.parallel_downloads
     )
+# Big layer jobs at once: one per CPU unless given with --resources (the profile's job
+# slots outnumber the cores, for the small jobs' sake).
+if workflow.global_resources.get("big_layers").value is None:
+    workflow.register_resource("big_layers", os.cpu_count() or 1)
 
 # Jobs call `tarexport ...`: the package run by this interpreter, so cluster jobs
 # need no install step and the command stays out of the rules' params. Each job is a

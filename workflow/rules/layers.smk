@@ -19,6 +19,8 @@ rule layer_tar:
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=lambda wc: PIPELINE.layer_downloads(wc.diff),
+        # over 4 MiB: at most one per CPU (set in the Snakefile)
+        big_layers=lambda wc: PIPELINE.layer_is_big(wc.diff),
     params:
         # tracked: what the job must produce
         recipe=lambda wc: PIPELINE.layer_recipe(wc.diff),
@@ -46,6 +48,7 @@ rule layer_blob:
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=lambda wc: PIPELINE.blob_downloads(wc.blob),
+        big_layers=lambda wc: PIPELINE.blob_is_big(wc.blob),
     params:
         # untracked (see Untracked): the images it serves, for messages; where its bytes are
         context=lambda wc: PIPELINE.blob_context(wc.blob),
