@@ -19,7 +19,7 @@ rule layer_tar:
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=lambda wc: PIPELINE.layer_downloads(wc.diff),
-        # over 4 MiB: at most one per CPU (set in the Snakefile)
+        # over 1 MiB: at most one per CPU (set in the Snakefile)
         big_layers=lambda wc: PIPELINE.layer_is_big(wc.diff),
     params:
         # tracked: what the job must produce
