@@ -275,14 +275,16 @@ def per_job_split(scale: ScaleResults) -> list[str]:
     """Where a cold export's time goes, per job: Snakemake's own share (the floor run),
     one layer job's process (run by hand), and the rest."""
     cold = _row(scale.measures, "scale: tarexport, cold")
-    alone = _row(scale.measures, "Snakemake alone")
+    alone = _row(scale.measures, "Snakemake alone: the same")
     jobs = sum(scale.jobs.values())
+    probe = scale.layer_job_ms
     return [
         f"Per job, cold ({jobs} jobs: " + ", ".join(f"{n} {r}" for r, n in sorted(scale.jobs.items())) + "):"
         f" the whole run {cold.seconds / jobs * 1000:.1f} ms; Snakemake alone {alone.seconds / jobs * 1000:.1f} ms;"
         f" the rest {(cold.seconds - alone.seconds) / jobs * 1000:.1f} ms (our job processes, on the other"
         f" core, and what our rules add to Snakemake's work). One small layer job, as Snakemake starts it"
-        f" (bash and the lean Python job) but run by hand: {scale.layer_job_ms:.1f} ms.",
+        f" but run by hand: {probe.get('shell', 0):.1f} ms for the shell's (bash, ln, sha256sum), which every"
+        f" layer of this set takes, {probe.get('python', 0):.1f} ms for the lean Python job it falls back to.",
     ]
 
 
@@ -293,7 +295,7 @@ def targets(results: list[Measure], scale: ScaleResults) -> list[str]:
     s, r = scale.measures, results
     cold, nothing = _row(s, "scale: tarexport, cold"), _row(s, "scale: tarexport, nothing")
     changed, dry = _row(s, "scale: tarexport, one"), _row(s, "scale: snakemake -n")
-    alone, save = _row(s, "Snakemake alone"), _row(s, "scale: docker save")
+    alone, save = _row(s, "Snakemake alone: the same"), _row(s, "scale: docker save")
     floor, docker_save = _row(r, "cp of the docker-save archive"), _row(r, "docker save")
     from_save, plain = _row(r, "tarexport, cold, from docker-save"), _row(r, "tarexport, cold, from OCI layout (unc")
     gzip, inflate = _row(r, "tarexport, cold, from OCI layout (gzip)"), _row(r, "gzip decompression of the layers, in")

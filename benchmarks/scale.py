@@ -32,7 +32,7 @@ SEED = 12
 class ScaleResults:
     measures: list[Measure]
     jobs: dict[str, int]  # the cold export's jobs, by rule
-    layer_job_ms: float  # one small layer job run by hand, the median
+    layer_job_ms: dict[str, float]  # one small layer job run by hand, the medians: shell, python
     bytes: int
 
 
@@ -99,10 +99,12 @@ onsuccess:  # as tarexport's Snakefile does: no wait for the rate limiter's time
 """
 
 
-def snakemake_floor(work: str, counts: dict[str, int], runs: int) -> Measure:
+def snakemake_floor(work: str, counts: dict[str, int], runs: int, noop: bool = False) -> list[Measure]:
     """Snakemake alone: as many jobs as the export runs, of the same shape (layer jobs and
     small-file jobs, all independent, then one that needs them all), each only touching its
-    output, with the same profile (scheduler, job rate, subsampling, cores)."""
+    output, with the same profile (scheduler, job rate, subsampling, cores). With `noop`,
+    also the same workflow with nothing to do, and Snakemake's import alone: the floors of a
+    run where nothing changed."""
     layers = counts.get("layer_tar", 0) + counts.get("layer_blob", 0)
     others = sum(counts.values()) - layers - counts.get("export", 0)
     os.makedirs(work, exist_ok=True)
@@ -117,32 +119,48 @@ def snakemake_floor(work: str, counts: dict[str, int], runs: int) -> Measure:
 
     profile = os.path.join(ROOT, "profiles", "default")
     command = [sys.executable, "-m", "snakemake", "-s", snakefile, "-d", target, "--workflow-profile", profile]
+    jobs = layers + others + 1
     seconds, peak = timed(lambda: run(*command, cwd=target), runs, prepare)
-    name = f"Snakemake alone: the same {layers + others + 1} jobs, each only touching its output"
-    return Measure(name, seconds, 0, peak)
+    measures = [Measure(f"Snakemake alone: the same {jobs} jobs, each only touching its output", seconds, 0, peak)]
+    if not noop:
+        return measures
+    seconds, peak = timed(lambda: run(*command, cwd=target), runs)
+    measures.append(Measure(f"Snakemake alone: the same {jobs} jobs, nothing to do", seconds, 0, peak))
+    seconds, peak = timed(lambda: run(sys.executable, "-c", "import snakemake.cli"), runs)
+    measures.append(Measure("Snakemake's import alone (python -c 'import snakemake.cli')", seconds, 0, peak))
+    return measures
 
 
-def layer_job_ms(build: str, layout: str) -> float:
-    """One small layer's job as Snakemake starts it (bash, then the lean Python job), run by
-    hand 50 times: the median, in ms."""
+def layer_job_ms(build: str, layout: str) -> dict[str, float]:
+    """One small layer's job as Snakemake starts it, run by hand 50 times: the medians, in ms,
+    of the shell's job (bash, ln, sha256sum) and of the lean Python job it falls back to."""
     blobs = os.path.join(layout, "blobs", "sha256")
     small = [n for n in sorted(os.listdir(blobs)) if (512 << 10) < os.path.getsize(os.path.join(blobs, n)) < MB]
     name = small[0] if small else ""
     if not name:
-        return 0.0
+        return {}
     path = os.pathsep.join([os.path.join(ROOT, "workflow")] + [p for p in sys.path if p])
     size = os.path.getsize(os.path.join(blobs, name))
     output = os.path.join(build, "job-probe.tar")
     code = "from tarexport.linklayer import main; main()"
     args = [os.path.realpath(layout), f"blobs/sha256/{name}", str(size), f"sha256:{name}", "1", "layout", "-", output]
     env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": build + "/pycache"}
-    command = ["bash", "-c", 'set -euo pipefail; "$@"', "bash", sys.executable, "-S", "-P", "-c", code, *args]
-    times = []
-    for _ in range(50):
-        start = time.perf_counter()
-        subprocess.run(command, env=env, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    small_args = [os.path.join(blobs, name), name, str(size), "1", output, "false"]
+    with open(os.path.join(ROOT, "workflow", "scripts", "small_layer.sh")) as handle:
+        shell_job = handle.read()
+    commands = {
+        "shell": ["bash", "-c", f'set -euo pipefail;\n{shell_job}\ntarexport_small "$@"', "bash", *small_args],
+        "python": ["bash", "-c", 'set -euo pipefail; "$@"', "bash", sys.executable, "-S", "-P", "-c", code, *args],
+    }
+    medians = {}
+    for kind, command in commands.items():
+        times = []
+        for _ in range(50):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True)
+            times.append(time.perf_counter() - start)
+        medians[kind] = statistics.median(times) * 1000
+    return medians
 
 
 def measure_scale(work: str, count: int, runs: int) -> ScaleResults:
@@ -187,7 +205,7 @@ def measure_scale(work: str, count: int, runs: int) -> ScaleResults:
     # one image's config changed: each run starts from the export of the original list
     seconds, peak = timed(lambda: export(target, changed_config), runs, lambda: export(target, config))
     measures.append(Measure("scale: tarexport, one image's config changed (new tag, same layers)", seconds, size, peak))
-    measures.append(snakemake_floor(os.path.join(work, "floor"), counts, runs))
+    measures += snakemake_floor(os.path.join(work, "floor"), counts, runs, noop=True)
     probe = layer_job_ms(os.path.join(target, "build"), layout)
 
     source = write_docker_archive(os.path.join(work, "source.tar"), images)

@@ -203,11 +203,15 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_docker_archive(
-    path: str, images: list[tuple[Image, list[str]]], layer_sources: dict[str, dict[str, object]] | None = None
+    path: str,
+    images: list[tuple[Image, list[str]]],
+    layer_sources: dict[str, dict[str, object]] | None = None,
+    parents: dict[str, object] | None = None,
 ) -> str:
     """A legacy docker-save style archive (layers by diff_id, not Docker's v1 IDs).
 
-    `layer_sources` (diff_id -> descriptor) marks foreign layers, as Docker records them.
+    `layer_sources` (diff_id -> descriptor) marks foreign layers, as Docker records them;
+    `parents` (image ID -> Parent value) links images, as Docker and go-containerregistry do.
     """
     manifest = []
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
@@ -225,6 +229,8 @@ def write_docker_archive(
                     written.add(name)
                 layer_names.append(name)
             item: dict[str, object] = {"Config": config_name, "RepoTags": tags or None, "Layers": layer_names}
+            if image.image_id in (parents or {}):
+                item["Parent"] = (parents or {})[image.image_id]
             foreign = {d: v for d, v in (layer_sources or {}).items() if d in image.diff_ids}
             if foreign:
                 item["LayerSources"] = foreign
@@ -282,11 +288,18 @@ def _full_name(familiar: str) -> str:
 
 
 def write_docker25_archive(path: str, images: list[tuple[Image, list[str]]], workdir: str) -> str:
-    """The archive Docker 25+ writes: an OCI layout (uncompressed layers) plus manifest.json."""
+    """The archive Docker 25+ writes: an OCI layout (uncompressed layers) plus manifest.json.
+    As Docker does, index.json lists only tagged images (an image saved by ID is in
+    manifest.json alone), and with none its manifests list is null (Go's nil slice)."""
     root = os.path.join(workdir, "docker25-layout")
     write_oci_layout(
         root, [LayoutEntry(image, [_full_name(t) for t in tags], compression="none") for image, tags in images]
     )
+    with open(os.path.join(root, "index.json")) as handle:
+        index = json.load(handle)
+    index["manifests"] = [entry for entry in index["manifests"] if entry.get("annotations")] or None
+    with open(os.path.join(root, "index.json"), "w") as handle:
+        json.dump(index, handle)
     manifest = [
         {
             "Config": "blobs/sha256/" + image.image_id.split(":")[1],

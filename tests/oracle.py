@@ -64,6 +64,8 @@ def start_oracle(root: str):
             # one diff repeated within one image: the builder cannot make one, `docker load` can
             "rep": load_image(engine, root, make_image([{"a": b"A"}, {"b": b"B"}, {"a": b"A"}]), "rep:1"),
             "untagged": engine.build(context, 'FROM scratch\nCOPY b.txt /x/b.txt\nCMD ["x"]\n'),
+            # one step on base:1, so the builder records base:1 as its parent
+            "child": engine.build(context, "FROM base:1\nCOPY c.txt /c2.txt\n", "child:1"),
         }
         engine.docker("tag", "base:1", "base:latest")
         yield Oracle(engine, root, ids)

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from tests.engines import DockerEngine
 from tests.imagefactory import Image, make_config, make_layer, oci_layout_from_docker_save, write_docker_archive
 from tests.oracle import (
     MULTI,
@@ -55,6 +56,36 @@ def test_untagged_image_by_id(oracle: Oracle, tmp_path) -> None:
     assert manifest_of(ours)[0]["RepoTags"] is None
     assert "repositories" not in members(ours)
     assert_same_as_docker(ours, saved)
+
+
+def test_parent_links_are_kept_as_docker_keeps_them(oracle: Oracle, tmp_path) -> None:
+    """docker save writes Parent when the parent is saved too; so do we, from its archive,
+    and a fresh engine loading ours records the same parent."""
+    saved = oracle.save("parent-and-child.tar", "base:1", "child:1")
+    key = lambda item: item["Config"]  # noqa: E731
+    docker_manifest = sorted(manifest_of(saved), key=key)
+    assert [item.get("Parent") for item in docker_manifest if item["RepoTags"] == ["child:1"]] == [oracle.ids["base"]]
+    work = str(tmp_path / "both")
+    os.makedirs(work)
+    export(work, sources=[saved], images=["base:1", "child:1"])
+    ours = os.path.join(work, "results", "images.tar")
+    assert sorted(manifest_of(ours), key=key) == docker_manifest
+    assert_same_as_docker(ours, saved)
+    fresh = DockerEngine()
+    try:
+        fresh.docker("load", "-i", ours)
+        inspect = json.loads(fresh.docker("image", "inspect", "child:1"))[0]
+        assert inspect["Parent"] == oracle.ids["base"]
+    finally:
+        fresh.stop()
+    # the child alone: Docker writes no Parent, byte for byte neither do we
+    alone = str(tmp_path / "alone")
+    os.makedirs(alone)
+    export(alone, sources=[saved], images=["child:1"])
+    child_only = oracle.save("child-only.tar", "child:1")
+    assert member_bytes(os.path.join(alone, "results", "images.tar"), "manifest.json") == member_bytes(
+        child_only, "manifest.json"
+    )
 
 
 def check_multi(ours: str, docker: str, oracle: Oracle) -> None:

@@ -66,6 +66,16 @@ def legacy(bend: Callable[[Archive], None]) -> Callable[[str], str]:
     return build
 
 
+def rename_config(name: str) -> Callable[[Archive], None]:
+    """The config under another name: a digest claim its bytes do not bear out."""
+
+    def bend(archive: Archive) -> None:
+        archive.members[0] = Member(name, IMAGE.config)
+        archive.manifest[0]["Config"] = name
+
+    return bend
+
+
 def replace_layer(archive: Archive, index: int, member: Member) -> None:
     archive.members = [m for m in archive.members if m.name != LAYER_NAMES[index]] + [member]
 
@@ -370,6 +380,12 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
         {},
     ),
     "legacy-config-missing": (legacy(lambda a: a.members.pop(0)), "is not in the archive", {}),
+    "legacy-config-misnamed": (legacy(rename_config("f" * 64 + ".json")), "config is named by digest sha256:fff", {}),
+    "docker25-config-misnamed": (
+        legacy(rename_config("blobs/sha256/" + "e" * 64)),
+        f"config is named by digest sha256:{'e' * 64} but its content has digest {IMAGE.image_id}",
+        {},
+    ),
     # -- blobs whose bytes are wrong
     "blob-truncated": (layout(lambda p: edit_blob(p, lambda b: b[:-10])), "the manifest says", {}),
     "blob-overlong": (layout(lambda p: edit_blob(p, lambda b: b + b"extra")), "the manifest says", {}),
@@ -388,7 +404,17 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
         f"uncompressed layer has digest {IMAGE.diff_ids[1]}, expected diff_id {IMAGE.diff_ids[0]}",
         {},
     ),
-    "gzip-bomb": (layout(lambda p: set_layer_with_diff(p, "gzip")), "expands past 1000 times its", {}),
+    # the ratio limit is opt-in; by default a bomb meets the space guards (test_compressible_layers)
+    "gzip-bomb": (
+        layout(lambda p: set_layer_with_diff(p, "gzip")),
+        "expands past 1000 times its",
+        {"max_layer_expansion": 1000},
+    ),
+    "gzip-bomb-cap": (
+        layout(lambda p: set_layer_with_diff(p, "gzip")),
+        "layer expands past 16 MiB (max_layer_mib)",
+        {"max_layer_mib": 16},
+    ),
     "zstd-bomb": (
         layout(lambda p: set_layer_with_diff(p, "zstd")),
         "expands past 50 times its",

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shlex
+import shutil
+import subprocess
 import tempfile
 
 import pytest
 
 from tarexport.errors import TarexportError
-from tarexport.layers import materialize
+from tarexport.layerfiles import WHOLE_HASH_LIMIT, fingerprint, record_path, verify_layer_file, write_record
+from tarexport.layers import SpaceGuard, materialize
+from tarexport.linklayer import checked_blob_path
 from tarexport.sources.base import BlobRef
 from tests.imagefactory import compress, make_layer, sha
 
@@ -275,3 +280,136 @@ def test_docker_save_layers_are_read_at_the_offset_found_while_planning(tmp_path
         out = tmp_path / f"{layer.diff_id[7:]}.tar"
         materialize(layer.blob, layer.diff_id, str(out), path)
         assert out.read_bytes() == data
+
+
+def test_a_small_layer_is_recorded_by_its_whole_content_a_large_one_by_samples(tmp_path) -> None:
+    small, large = tmp_path / "small.tar", tmp_path / "large.tar"
+    small.write_bytes(LAYER[:WHOLE_HASH_LIMIT])
+    large.write_bytes(LAYER[: WHOLE_HASH_LIMIT + 1])
+    # the text the shell's small-layer job writes (printf) must be exactly this
+    assert fingerprint(str(small)) == f'{{"size": {WHOLE_HASH_LIMIT}, "sha256": "{sha(LAYER[:WHOLE_HASH_LIMIT])[7:]}"}}'
+    assert fingerprint(str(large)).startswith(f'{{"size": {WHOLE_HASH_LIMIT + 1}, "sampled_sha256": "')
+    for path in (small, large):
+        write_record(str(path))
+        verify_layer_file(str(path), sha(path.read_bytes()), full=True)
+
+
+def test_a_small_layer_changed_anywhere_is_noticed_by_the_quick_check(tmp_path) -> None:
+    stored = tmp_path / "layer.tar"
+    stored.write_bytes(LAYER[:600_000])
+    write_record(str(stored))
+    with open(stored, "r+b") as handle:  # a byte that no sample of the old records covers
+        handle.seek(100_000)
+        handle.write(b"X" if LAYER[100_000:100_001] != b"X" else b"Y")
+    with pytest.raises(TarexportError, match="changed after it was made"):
+        verify_layer_file(str(stored), sha(LAYER[:600_000]), full=False)
+
+
+def test_records_made_before_whole_content_records_still_hold(tmp_path) -> None:
+    stored = tmp_path / "layer.tar"
+    stored.write_bytes(LAYER[:600_000])
+    with open(record_path(str(stored)), "w") as handle:
+        handle.write(fingerprint(str(stored), sampled=True))  # as every layer was recorded before
+    verify_layer_file(str(stored), sha(LAYER[:600_000]), full=True)
+    with open(stored, "r+b") as handle:
+        handle.write(b"X" if LAYER[:1] != b"X" else b"Y")
+    with pytest.raises(TarexportError, match="changed after it was made"):
+        verify_layer_file(str(stored), sha(LAYER[:600_000]), full=False)
+
+
+def test_only_a_regular_tar_of_the_planned_size_inside_the_layout_goes_to_the_shell(tmp_path) -> None:
+    layer = make_layer({"f": b"small"})
+    blob = blob_in_layout(tmp_path, layer)
+    root, member = blob.source_path, blob.member
+    assert checked_blob_path(root, member, len(layer)) == os.path.realpath(source_file(blob))
+    assert checked_blob_path(root, member, len(layer) + 1) is None  # the manifest's size differs
+    assert checked_blob_path(root, "blobs/sha256/" + "0" * 64, len(layer)) is None  # missing
+    not_tar = blob_in_layout(tmp_path, b"x" * 2048)
+    assert checked_blob_path(root, not_tar.member, 2048) is None
+    outside = tmp_path / "outside.tar"
+    outside.write_bytes(layer)
+    link = os.path.join(root, "blobs", "sha256", "1" * 64)
+    os.symlink(outside, link)
+    assert checked_blob_path(root, "blobs/sha256/" + "1" * 64, len(layer)) is None
+    fifo = os.path.join(root, "blobs", "sha256", "2" * 64)
+    os.mkfifo(fifo)
+    assert checked_blob_path(root, "blobs/sha256/" + "2" * 64, 0) is None  # and it does not hang
+
+
+SMALL_LAYER_JOB = os.path.join(os.path.dirname(__file__), "..", "workflow", "scripts", "small_layer.sh")
+
+
+def small_layer_job(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The shell's small-layer job as Snakemake runs it (bash, errexit and pipefail on)."""
+    script = f'set -euo pipefail; source {shlex.quote(SMALL_LAYER_JOB)}; tarexport_small "$@"'
+    env = {**os.environ, **({"PATH": path} if path is not None else {})}
+    return subprocess.run(["/bin/bash", "-c", script, "bash", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("link", ["1", "0"])
+def test_the_shell_job_stores_a_small_blob_with_the_record_python_writes(tmp_path, link: str) -> None:
+    blob = blob_in_layout(tmp_path, LAYER[:300_000])
+    out = tmp_path / "build" / "layer.tar"
+    out.parent.mkdir()
+    job = small_layer_job(source_file(blob), blob.digest[7:], str(blob.size), link, str(out), "false")
+    assert job.returncode == 0, job.stderr
+    assert out.read_bytes() == LAYER[:300_000]
+    assert os.path.samefile(out, source_file(blob)) == (link == "1")
+    assert pathlib.Path(record_path(str(out))).read_text() == fingerprint(str(out))
+
+
+@pytest.mark.parametrize("case", ["wrong digest", "no sha256sum", "unreadable"])
+def test_the_shell_job_hands_anything_odd_to_the_python_job(tmp_path, case: str) -> None:
+    blob = blob_in_layout(tmp_path, LAYER[:300_000])
+    out = tmp_path / "build" / "layer.tar"
+    out.parent.mkdir()
+    digest, source, path = blob.digest[7:], source_file(blob), None
+    if case == "wrong digest":
+        digest = "0" * 64
+    elif case == "no sha256sum":
+        path = str(tmp_path / "bin")
+        os.mkdir(path)
+        for tool in ("ln", "cp", "rm", "touch"):
+            os.symlink(shutil.which(tool) or tool, os.path.join(path, tool))
+    else:
+        source = str(tmp_path / "missing")
+    marker = tmp_path / "fallback"
+    job = small_layer_job(source, digest, str(blob.size), "1", str(out), "touch", str(marker), path=path)
+    assert job.returncode == 0, job.stderr
+    assert marker.exists()  # the Python job ran, with the arguments after the five
+    assert not out.exists() and not os.path.exists(record_path(str(out)))
+    assert os.stat(source_file(blob)).st_nlink == 1
+
+
+def test_the_space_guard_stops_a_layer_before_the_disk_fills(tmp_path, monkeypatch) -> None:
+    free = {"bytes": 200 << 20}
+
+    class Stat:
+        f_frsize = 4096
+
+        @property
+        def f_bavail(self) -> int:
+            return free["bytes"] // 4096
+
+    monkeypatch.setattr(os, "statvfs", lambda path: Stat())
+    guard = SpaceGuard(str(tmp_path / "layer.tar"), keep_free=64 << 20)
+    written = 0
+    with pytest.raises(
+        TarexportError, match=r"would leave less than 64 MiB free .* free space there or lower keep_free_mib"
+    ):
+        while written < 1 << 30:  # each piece written takes its space, as on a real disk
+            written += 1 << 20
+            free["bytes"] -= 1 << 20
+            guard.check(1000, written, writing=True)
+    assert 64 << 20 > free["bytes"] >= (64 - 16) << 20  # stopped within one check's span
+
+
+def test_the_space_guard_counts_only_what_is_written_and_caps_any_layer(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(os, "statvfs", lambda path: pytest.fail("asked for free space while writing nothing"))
+    SpaceGuard(str(tmp_path / "x"), keep_free=1 << 40).check(10, 5 << 30, writing=False)  # a kept blob
+    SpaceGuard(str(tmp_path / "x")).check(10, 5 << 30, writing=False)  # no ratio limit by default
+    with pytest.raises(TarexportError, match=r"expands past 8 MiB \(max_layer_mib\)"):
+        SpaceGuard(str(tmp_path / "x"), max_bytes=8 << 20).check(10, (8 << 20) + 1, writing=False)
+    with pytest.raises(TarexportError, match="expands past 100 times its 1048576 bytes"):
+        SpaceGuard(str(tmp_path / "x"), max_expansion=100).check(1 << 20, (100 << 20) + 1, writing=False)
+    SpaceGuard(str(tmp_path / "x"), max_expansion=2).check(10, 64 << 20, writing=False)  # 64 MiB always allowed

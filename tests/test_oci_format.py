@@ -332,3 +332,31 @@ def test_foreign_layer_without_bytes(tmp_path) -> None:
     first = manifest_blob(result(work))["layers"][0]
     assert first["urls"] == [FOREIGN_URL] and first["mediaType"].endswith("nondistributable.v1.tar+gzip")
     assert "blobs/sha256/" + first["digest"].split(":")[1] not in members(result(work))
+
+
+def test_kept_blobs_get_the_media_type_their_bytes_have(tmp_path) -> None:
+    """skopeo --preserve-digests can label plain tar as tar+gzip; strict readers fail on it."""
+    source = write_oci_layout(str(tmp_path / "layout"), [LayoutEntry(SIMPLE, ["example.com/mislabeled:1"])])
+    with open(os.path.join(source, "index.json")) as handle:
+        index = json.load(handle)
+    with open(os.path.join(source, "blobs", "sha256", index["manifests"][0]["digest"].split(":")[1])) as handle:
+        manifest = json.load(handle)
+    gzipped = manifest["layers"][0]
+    assert gzipped["mediaType"].endswith("+gzip")
+    plain = SIMPLE.layers[0]  # the same layer, stored uncompressed under the gzip label
+    with open(os.path.join(source, "blobs", "sha256", hashlib.sha256(plain).hexdigest()), "wb") as handle:
+        handle.write(plain)
+    gzipped.update(digest="sha256:" + hashlib.sha256(plain).hexdigest(), size=len(plain))
+    data = json.dumps(manifest).encode()
+    with open(os.path.join(source, "blobs", "sha256", hashlib.sha256(data).hexdigest()), "wb") as handle:
+        handle.write(data)
+    index["manifests"][0].update(digest="sha256:" + hashlib.sha256(data).hexdigest(), size=len(data))
+    with open(os.path.join(source, "index.json"), "w") as handle:
+        json.dump(index, handle)
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    export(work, sources=[source], images=["example.com/mislabeled:1"], format="oci", layers="keep")
+    layers = manifest_blob(result(work))["layers"]
+    assert layers[0]["mediaType"] == LAYER_TAR  # what the bytes are
+    assert layers[0]["digest"] == "sha256:" + hashlib.sha256(plain).hexdigest()
+    assert all(layer["mediaType"].endswith("+gzip") for layer in layers[1:])  # the others really are gzip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -306,6 +307,42 @@ def test_corrupt_layer_fails_without_archive_then_recovers(tmp_path) -> None:
     assert os.path.isfile(archive(work))
 
 
+def test_small_uncompressed_layout_blobs_are_stored_by_the_shell_job(sources: str, tmp_path) -> None:
+    """No Python for them: the command is the shell's, and its record is the one Python writes."""
+    work = str(tmp_path)
+    config = write_config(work, sources=[sources], images=IMAGES)
+    planned = snakemake(work, "-n", "-p", configfile=config)
+    by_shell = set(re.findall(r"^Shell command: tarexport_small \S+ ([0-9a-f]{64}) ", planned.output, re.MULTILINE))
+    tool_only = {sha(layer)[7:] for layer in TOOL.layers} - {sha(layer)[7:] for layer in BASE.layers}
+    assert tool_only and tool_only <= by_shell  # TOOL's own layers are stored uncompressed in the layout
+    assert snakemake(work, configfile=config).returncode == 0
+    for diff in by_shell:
+        stored = os.path.join(work, "build", "layers", diff + ".tar")
+        with open(stored + ".check") as handle:
+            assert handle.read() == f'{{"size": {os.path.getsize(stored)}, "sha256": "{diff}"}}'
+        assert sha256_file(stored) == diff
+
+
+def test_a_corrupted_small_blob_fails_through_the_shell_job_with_one_line(tmp_path) -> None:
+    """The shell job's digest check fails: its link is removed and the Python job names the blob."""
+    src = write_oci_layout(str(tmp_path / "src"), [LayoutEntry(TOOL, ["tool:2"], compression="none")])
+    blob = os.path.join(src, "blobs", "sha256", sha(TOOL.layers[0])[7:])
+    with open(blob, "r+b") as handle:  # same size, still a tar header: only the digest tells
+        handle.seek(os.path.getsize(blob) - 1500)
+        handle.write(b"X")
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    config = write_config(work, sources=[src], images=["tool:2"])
+    assert "Shell command: tarexport_small " + blob in snakemake(work, "-n", "-p", configfile=config).output
+    run = snakemake(work, configfile=config)
+    lines = [line for line in run.output.splitlines() if line.startswith("tarexport: error:")]
+    assert run.returncode != 0 and lines, run.output[-3000:]
+    assert "layer blob has digest" in lines[0] and "tool:2" in lines[0], lines[0]
+    assert not os.path.exists(os.path.join(work, "build", "layers", sha(TOOL.layers[0])[7:] + ".tar"))
+    assert os.stat(blob).st_nlink == 1
+    assert not os.path.exists(archive(work))
+
+
 def test_docker25_archive_source_gives_the_same_archive(tmp_path) -> None:
     """The OCI-layout variant of docker save (Docker 25+) is read like the legacy one."""
     images = [(BASE, ["example.com/base:1.0"]), (TOOL, ["tool:2"])]
@@ -316,6 +353,51 @@ def test_docker25_archive_source_gives_the_same_archive(tmp_path) -> None:
         work = str(tmp_path / os.path.basename(source).replace(".tar", ""))
         os.makedirs(work)
         export(work, sources=[source], images=["example.com/base:1.0", "tool:2"])
+        results.append(sha256_file(archive(work)))
+    assert results[0] == results[1]
+
+
+def test_a_docker25_save_of_an_image_by_id_alone_is_read_from_manifest_json(tmp_path) -> None:
+    """Docker 25+ saving only untagged images writes index.json with "manifests": null."""
+    images = [(BASE, []), (TOOL, [])]
+    source = write_docker25_archive(str(tmp_path / "by-id.tar"), images, str(tmp_path))
+    with tarfile.open(source) as saved:
+        assert json.load(saved.extractfile("index.json"))["manifests"] is None  # type: ignore[arg-type]
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    export(work, sources=[source], images=[BASE.image_id, TOOL.image_id[7:19]])
+    with tarfile.open(archive(work)) as exported:
+        manifest = json.load(exported.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert [entry["Config"] for entry in manifest] == [BASE.image_id[7:] + ".json", TOOL.image_id[7:] + ".json"]
+    assert [entry["RepoTags"] for entry in manifest] == [None, None]
+    # a directory layout still needs its manifests list: it has no manifest.json to fall back on
+    layout = str(tmp_path / "docker25-layout")
+    os.unlink(os.path.join(layout, "manifest.json"))
+    run = snakemake(work, configfile=write_config(work, sources=[layout], images=[BASE.image_id]))
+    assert run.returncode != 0 and "index.json has no manifests list" in run.output
+
+
+def test_a_legacy_config_whose_name_is_not_a_digest_is_accepted(tmp_path) -> None:
+    """Some writers name the config `config.json`: no digest is claimed, none is checked."""
+    named = write_docker_archive(str(tmp_path / "named.tar"), [(TOOL, ["tool:2"])])
+    plain = str(tmp_path / "plain.tar")
+    with tarfile.open(named) as original, tarfile.open(plain, "w", format=tarfile.PAX_FORMAT) as renamed:
+        manifest = json.load(original.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config_name = manifest[0]["Config"]
+        manifest[0]["Config"] = "config.json"
+        for member in original.getmembers():
+            data = original.extractfile(member).read() if member.isfile() else b""  # type: ignore[union-attr]
+            if member.name == "manifest.json":
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            elif member.name == config_name:
+                member.name = "config.json"
+            renamed.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    results = []
+    for source in (named, plain):
+        work = str(tmp_path / os.path.basename(source)[:-4])
+        os.makedirs(work)
+        export(work, sources=[source], images=["tool:2"])
         results.append(sha256_file(archive(work)))
     assert results[0] == results[1]
 

@@ -15,7 +15,7 @@ from .errors import TarexportError
 
 
 def _layer(args: dict[str, Any]) -> None:
-    from .layers import DEFAULT_MAX_EXPANSION, materialize
+    from .layers import SpaceGuard, materialize
     from .sources.blobs import BlobRef
 
     recipe = {**json.loads(args["source"]), **json.loads(args["recipe"])}
@@ -27,7 +27,9 @@ def _layer(args: dict[str, Any]) -> None:
         recipe["label"],
         args["context"],
         keep_compressed=args["keep"],
-        max_expansion=recipe.get("max_expansion", DEFAULT_MAX_EXPANSION),
+        guard=SpaceGuard(
+            args["output"], recipe.get("max_expansion"), recipe.get("max_bytes"), recipe.get("keep_free", 0)
+        ),
         link=recipe.get("link", False),
     )
 

@@ -338,6 +338,7 @@ _DECODERS: dict[str, Callable[[Any, str], Any]] = {
     "configptr": _config_ptr,
     "struct": _config_struct,
     "intptr": _int_ptr,
+    "timeptr": lambda raw, where: None if raw is None else _time(raw, where),
 }
 _MERGING: dict[str, Callable[[Any, str, Any], Any]] = {
     "stringmap": _string_map,
@@ -347,7 +348,7 @@ _MERGING: dict[str, Callable[[Any, str, Any], Any]] = {
     "struct": lambda raw, where, into: ContainerConfig.decode(raw, where, into),
 }
 # Kinds whose null sets nil (pointers, slices, maps); for the others null is a no-op.
-_NULL_SETS = {"strings", "strslice", "stringmap", "setmap", "health", "configptr", "intptr"}
+_NULL_SETS = {"strings", "strslice", "stringmap", "setmap", "health", "configptr", "intptr", "timeptr"}
 _ZERO: dict[str, Callable[[], Any]] = {
     "string": str,
     "bool": bool,
@@ -361,6 +362,7 @@ _ZERO: dict[str, Callable[[], Any]] = {
     "configptr": lambda: None,
     "struct": lambda: ContainerConfig(),
     "intptr": lambda: None,
+    "timeptr": lambda: None,
 }
 
 
@@ -428,6 +430,35 @@ class V1Image(GoStruct):
         Field("os", "string", omitempty=True),
         Field("Size", "int", omitempty=True),
     )
+
+
+class History(GoStruct):
+    """image.History (Docker 20.10): one entry of a config's `history`."""
+
+    FIELDS = (
+        Field("created", "timeptr", omitempty=True),
+        Field("author", "string", omitempty=True),
+        Field("created_by", "string", omitempty=True),
+        Field("comment", "string", omitempty=True),
+        Field("empty_layer", "bool", omitempty=True),
+    )
+
+
+def decode_history(config_bytes: bytes) -> list[dict[str, Any]]:
+    """A config's `history` as Docker's image.Image holds it: each entry's field values
+    (Go's key matching; the last matching key wins). ValueError where Go's decoder fails."""
+    pairs = load_pairs(config_bytes, "config")
+    if not isinstance(pairs, JSONObject):
+        raise ValueError("config is not a JSON object")
+    raw: Any = None
+    for key, value in pairs:
+        if _go_equal_fold(key, "history"):
+            raw = value
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("history must be a list")
+    return [History().values if entry is None else History.decode(entry, "history").values for entry in raw]
 
 
 def _replace_each_byte(error: UnicodeError) -> tuple[str, int]:

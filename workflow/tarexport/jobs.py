@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import buildpaths
@@ -12,7 +13,8 @@ from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .layerfiles import verify_layer_file
-from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Sink, write_tar
+from .layers import GZIP_MAGIC, ZSTD_MAGIC
+from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, write_tar
 
 
 def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
@@ -23,7 +25,7 @@ def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
     )
     layers = [
         oci.Descriptor(
-            layer["media_type"],
+            _media_type_of(layer["path"], layer["media_type"]),
             layer["digest"],
             # a left-out foreign layer has no file: its recorded size stands
             os.path.getsize(layer["path"]) if layer["path"] else layer["size"],
@@ -32,6 +34,20 @@ def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
         for layer in recipe["layers"]
     ]
     write_atomically(output, oci.manifest_bytes(config, layers))
+
+
+def _media_type_of(path: str, declared: str) -> str:
+    """A compressed blob stored as the source held it (`layers: keep`) gets the media type its
+    bytes have: a source may label plain tar as gzip (skopeo --preserve-digests layouts do),
+    and strict readers fail on such a label."""
+    if not path or not declared.endswith(("+gzip", "+zstd")):
+        return declared
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    base = declared.rsplit("+", 1)[0]
+    if head.startswith(GZIP_MAGIC):
+        return base + "+gzip"
+    return base + "+zstd" if head.startswith(ZSTD_MAGIC) else base
 
 
 def _descriptor_of(path: str, media_type: str) -> oci.Descriptor:
@@ -69,6 +85,25 @@ def assemble(
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")
+    # The stored files are checked on a second thread while the archive is written (hashing
+    # releases the GIL): at 1000 layers the checks take about as long as the writing. The
+    # archive is published only once they have passed.
+    with ThreadPoolExecutor(1) as checker:
+        checked = checker.submit(_check_stored_files, entries, full_verify)
+        with atomic_output(output, durable=True) as out:
+            if compression != "none":
+                sink: Sink = CompressingSink(out, COMPRESSORS[compression](), Writeback(out.fileno()))
+            else:
+                sink = DirectSink.open(out) or Sink(out, Writeback(out.fileno()))
+            try:
+                write_tar(entries, sink, style)
+            finally:
+                checked.result()  # its error first: it says why the writing failed, if it did
+
+
+def _check_stored_files(entries: list[Entry], full_verify: bool) -> None:
+    """Stored layers against their records (and digests), configs against their digests."""
+    for entry in entries:
         digest = buildpaths.stored_layer_digest(entry.path)
         if digest:
             verify_layer_file(entry.path, digest, full_verify)
@@ -79,9 +114,3 @@ def assemble(
                     raise TarexportError(
                         f"stored config {entry.path} changed after it was made; delete it and run again"
                     )
-    with atomic_output(output, durable=True) as out:
-        if compression != "none":
-            sink: Sink = CompressingSink(out, COMPRESSORS[compression](), Writeback(out.fileno()))
-        else:
-            sink = DirectSink.open(out) or Sink(out, Writeback(out.fileno()))
-        write_tar(entries, sink, style)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -165,9 +166,49 @@ class ZstdFrames:
             self.want, self.step = 4, self._magic
 
 
-# A decompression bomb guard: real layers expand a few times, rarely 100x (zero-filled files).
-DEFAULT_MAX_EXPANSION = 1000
-EXPANSION_FLOOR = 64 << 20  # small blobs may always expand to this much
+EXPANSION_FLOOR = 64 << 20  # with a ratio limit, small blobs may always expand to this much
+SPACE_CHECK_EVERY = 16 << 20
+
+
+class SpaceGuard:
+    """Stops a layer whose uncompressed bytes would fill the disk, as they are written.
+
+    A decompression bomb is refused by what it would cost, not by its ratio: real layers of
+    zero-filled or sparse files expand thousands of times (a 500 MB file in 56 KB of zstd),
+    and every loader takes them. So: at most `max_bytes` for one layer, and never less than
+    `keep_free` left on the output's file system (asked of the kernel every 16 MiB written,
+    so concurrent jobs count too; between two checks at most 16 MiB more go down). A ratio
+    limit (`max_expansion`) is opt-in. Uncompressed blobs need no guard: a copy takes what
+    the blob itself takes.
+    """
+
+    def __init__(self, output: str, max_expansion: int | None = None, max_bytes: int | None = None, keep_free: int = 0):
+        self.directory = os.path.dirname(os.path.abspath(output))
+        self.max_expansion = max_expansion
+        self.max_bytes = max_bytes
+        self.keep_free = keep_free
+        self.next_check = 0
+
+    def check(self, blob_size: int, written: int, writing: bool) -> None:
+        """`written` uncompressed bytes so far (`writing`: they land on the disk)."""
+        if self.max_expansion and written > max(blob_size * self.max_expansion, EXPANSION_FLOOR):
+            raise TarexportError(
+                f"layer expands past {self.max_expansion} times its {blob_size} bytes (max_layer_expansion);"
+                " raise it, or set it to null, if the layer is genuine"
+            )
+        if self.max_bytes is not None and written > self.max_bytes:
+            raise TarexportError(
+                f"layer expands past {self.max_bytes >> 20} MiB (max_layer_mib); raise it if the layer is genuine"
+            )
+        if writing and self.keep_free and written >= self.next_check:
+            self.next_check = written + SPACE_CHECK_EVERY
+            info = os.statvfs(self.directory)
+            free = info.f_bavail * info.f_frsize
+            if free < self.keep_free:
+                raise TarexportError(
+                    f"layer would leave less than {self.keep_free >> 20} MiB free in {self.directory}"
+                    f" ({written >> 20} MiB written, {free >> 20} MiB free); free space there or lower keep_free_mib"
+                )
 
 
 def materialize(
@@ -177,12 +218,12 @@ def materialize(
     label: str,
     image: str = "",
     keep_compressed: bool = False,
-    max_expansion: int = DEFAULT_MAX_EXPANSION,
+    guard: SpaceGuard | None = None,
     link: bool = True,
 ) -> None:
     """Write the layer to `output`, uncompressed (or as the blob is, with `keep_compressed`),
-    after checking the blob's digest and size, that it is a tar, that it does not expand past
-    `max_expansion` times its size, and that the uncompressed bytes match diff_id. With
+    after checking the blob's digest and size, that it is a tar, that `guard` lets it be
+    written, and that the uncompressed bytes match diff_id. With
     `link`, a blob stored as it is, from a file of an OCI layout is hard-linked where
     the file system allows, and checked through the link."""
     where = {"image": image, "source": label, "member": blob.member}
@@ -198,7 +239,7 @@ def materialize(
         except TarexportError as exc:  # a docker-save archive shrunk since planning
             raise located(exc, **where) from None
         kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else "tar"
-        limit = max(size * max_expansion, EXPANSION_FLOOR)
+        guard = guard or SpaceGuard(output)
         blob_hash = hashlib.sha256()
         # an uncompressed blob is its own diff: hash each byte once
         diff_hash = blob_hash if kind == "tar" else hashlib.sha256()
@@ -223,12 +264,7 @@ def materialize(
                     if len(first) < 512:
                         first += piece[: 512 - len(first)]
                     expanded += len(piece)
-                    if expanded > limit:
-                        raise TarexportError(
-                            f"layer expands past {max_expansion} times its {size} bytes (a decompression bomb?);"
-                            " raise max_layer_expansion if it is genuine",
-                            **where,
-                        )
+                    guard.check(size, expanded, bool(out) and not keep_compressed)
                     if diff_hash is not blob_hash:
                         diff_hash.update(piece)
                     if not keep_compressed and out:

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,8 +21,9 @@ from .digests import hex_of, sha256_digest
 from .errors import TarexportError
 from .fileio import write_atomically, write_if_changed
 from .formats import docker_legacy, oci
-from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
-from .layerfiles import record_path
+from .formats.saveindex import ManifestEntry, manifest_json, parent_link, repositories_json
+from .layerfiles import WHOLE_HASH_LIMIT, record_path
+from .linklayer import checked_blob_path
 from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
 from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
@@ -40,13 +42,18 @@ class Untracked:
     Snakemake's params trigger compares only builtin-typed values. A stored layer or config
     is named by its digest and checked against it, so neither the first image using it nor
     the source it came from (a moved layout, a registry's timeout) may re-run its job.
+
+    Given a function, the text is made when first used: Snakemake evaluates every job's
+    params while building its DAG (for `conda:`), also for jobs that will not run.
     """
 
-    def __init__(self, text: str):
-        self.text = text
+    def __init__(self, text: str | Callable[[], str]):
+        self._text = text
 
     def __str__(self) -> str:
-        return self.text
+        if callable(self._text):
+            self._text = self._text()
+        return self._text
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,8 @@ class Pipeline:
                     "blob": blob.to_json(),
                     "label": self._label(blob),
                     "max_expansion": self.settings.max_layer_expansion,
+                    "max_bytes": self.settings.max_layer_mib << 20,
+                    "keep_free": self.settings.keep_free_mib << 20,
                     "link": self.settings.link_layers,
                 }
             )
@@ -174,13 +183,20 @@ class Pipeline:
         return self._layer_recipe(self.uncompressed_layers[diff_hex])
 
     def layer_command(self, diff_hex: str, output: str, log: str) -> Untracked:
-        """The job's whole command. An uncompressed blob of an OCI layout directory is its own
-        layer: nothing to inflate, only to link (or copy) and check. Measured per small job:
-        `tarexport layer` (which can inflate anything) 33 ms, the lean `tarexport_link` 16 ms.
-        (By the shell alone, with ln, stat, sha256sum and od for the tar check, it measured
-        19 ms: each process costs 1-1.5 ms here, and coreutils' SHA-256 runs at 200 MB/s
-        against OpenSSL's 1.3 GB/s.) Messages go to the log; a download's progress lines
-        also to the terminal (through tee: another process, so only there)."""
+        """The job's whole command, made when Snakemake is about to start the job.
+
+        An uncompressed blob of an OCI layout directory is its own layer: nothing to inflate,
+        only to link (or copy) and check. At 1000 layers a job's start is most of its cost;
+        measured by hand per 512 KB layer: `tarexport layer` (which can inflate anything)
+        about 33 ms, the lean Python `tarexport_link` 16-28 ms, the shell's `tarexport_small`
+        (bash, ln, sha256sum) 8 ms. So a small blob that passes checked_blob_path (here, in
+        Snakemake's process) goes to the shell; larger ones hash faster in Python (OpenSSL's
+        1.3 GB/s against coreutils' 200-350 MB/s), and anything odd goes to Python, which
+        names what is wrong. Messages go to the log; a download's progress lines also to the
+        terminal (through tee: another process, so only there)."""
+        return Untracked(lambda: self._layer_command(diff_hex, output, log))
+
+    def _layer_command(self, diff_hex: str, output: str, log: str) -> str:
         layer = self.uncompressed_layers[diff_hex]
         blob = layer.blob
         label, images = self._label(blob), self.plan.layer_users[layer.diff_id]
@@ -188,13 +204,17 @@ class Pipeline:
             link = "1" if self.settings.link_layers else "0"
             words = ["tarexport_link", blob.source_path, blob.member, str(blob.size), blob.digest, link, label]
             command = _shell_words(*words, images, output)
+            path = blob.size <= WHOLE_HASH_LIMIT and checked_blob_path(blob.source_path, blob.member, blob.size)
+            if path:
+                small = ["tarexport_small", path, diff_hex, str(blob.size), link, output]
+                command = f"{_shell_words(*small)} {command}"  # the Python job: its fallback
         else:
             recipe, source = self._layer_recipe(layer), str(self._layer_source(layer))
             words = ["--recipe", recipe, "--source", source, "--context", images, "--output", output]
             command = "tarexport layer " + _shell_words(*words)
         if blob.source_kind == "registry":
-            return Untracked(f"{command} 2> >(tee {shlex.quote(log)} >&2)")
-        return Untracked(f"{command} 2> {shlex.quote(log)}")
+            return f"{command} 2> >(tee {shlex.quote(log)} >&2)"
+        return f"{command} 2> {shlex.quote(log)}"
 
     def layer_downloads(self, diff_hex: str) -> int:
         """1 for a job that downloads (counted against `parallel_downloads`), else 0."""
@@ -325,12 +345,14 @@ class Pipeline:
     # -------- manifest.json and repositories
     def _index_entries(self) -> list[ManifestEntry]:
         requested = [(hex_of(p.image.image_id), p) for p in self.plan.images]
+        parents = _parents(self.plan.images)
         if self.format == "docker":
             return docker_legacy.index_entries(
                 [
                     (h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1], _layer_sources(p))
                     for h, p in requested
-                ]
+                ],
+                [parents.get(p.image.image_id, "") for _, p in requested],
             )
         return [
             ManifestEntry(
@@ -339,6 +361,7 @@ class Pipeline:
                 [oci.blob_path(layer.digest) for layer in self._layers[h]],
                 hex_of(p.diff_ids[-1]),  # Docker 25+ maps tags to the top layer's diff_id
                 _layer_sources(p),
+                parents.get(p.image.image_id, ""),
             )
             for h, p in requested
         ]
@@ -465,6 +488,20 @@ def small_files_tar(build_dir: str, files: list[tuple[str, bytes]]) -> bytes:
     entries = [Entry(os.path.relpath(path, build_dir), "file", 0, data=data) for path, data in files]
     write_tar(entries, Sink(out))
     return out.getvalue()
+
+
+def _parents(images: list[PlannedImage]) -> dict[str, str]:
+    """Image ID -> the Parent its manifest.json entry gets: as `docker load` of its source and
+    then `docker save` of the same images would write it. Docker keeps a source's Parent link
+    when the parent is in the same archive and the link passes its loader's check, and saves
+    it again when the parent is saved with the image."""
+    exported = {planned.image.image_id: planned.image for planned in images}
+    parents = {}
+    for image in exported.values():
+        parent = exported.get(image.parent) if image.parent != image.image_id else None
+        if parent is not None and parent_link(image.config, parent.config):
+            parents[image.image_id] = parent.image_id
+    return parents
 
 
 def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:

@@ -24,7 +24,9 @@ class Settings:
     platform: str
     platforms: str
     foreign_layers: str
-    max_layer_expansion: int
+    max_layer_expansion: int | None
+    max_layer_mib: int
+    keep_free_mib: int
     verify_layers: str
     link_layers: bool
     parallel_downloads: int
@@ -93,6 +95,8 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         platforms=merged["platforms"],
         foreign_layers=merged["foreign_layers"],
         max_layer_expansion=merged["max_layer_expansion"],
+        max_layer_mib=merged["max_layer_mib"],
+        keep_free_mib=merged["keep_free_mib"],
         verify_layers=merged["verify_layers"],
         link_layers=merged["link_layers"],
         parallel_downloads=merged["parallel_downloads"],

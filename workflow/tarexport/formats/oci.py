@@ -106,10 +106,16 @@ def blob_path(digest: str) -> str:
 
 
 def layer_build_file(build_dir: str, descriptor: Descriptor) -> str:
-    """Uncompressed layers live by diff_id; kept compressed blobs by their own digest."""
+    """Uncompressed layers live by diff_id; kept blobs by their own digest. A kept blob whose
+    bytes are plain tar (its source labelled it compressed) is described as plain tar but
+    stays where it was kept: the same bytes, so either file serves."""
+    layer, blob = (
+        buildpaths.layer(build_dir, hex_of(descriptor.digest)),
+        buildpaths.blob(build_dir, hex_of(descriptor.digest)),
+    )
     if descriptor.media_type in (LAYER_TAR, FOREIGN_TAR):
-        return buildpaths.layer(build_dir, hex_of(descriptor.digest))
-    return buildpaths.blob(build_dir, hex_of(descriptor.digest))
+        return blob if not os.path.exists(layer) and os.path.exists(blob) else layer
+    return blob
 
 
 def _descriptors(document: dict[str, Any]) -> tuple[Descriptor, list[Descriptor]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..gojson import encode_string, encode_value
+from ..errors import TarexportError
+from ..gojson import decode_history, encode_string, encode_value
 from ..sources.base import ForeignSource
 
 
@@ -20,6 +21,7 @@ class ManifestEntry:
     layers: list[str]  # archive paths of the layer files, bottom to top
     top: str  # what `repositories` maps the image's tags to
     layer_sources: dict[str, ForeignSource] = field(default_factory=dict)  # diff_id -> foreign layer origin
+    parent: str = ""  # the parent image's ID (see parent_link), or ""
 
 
 def manifest_json(entries: list[ManifestEntry]) -> bytes:
@@ -30,6 +32,7 @@ def manifest_json(entries: list[ManifestEntry]) -> bytes:
         + encode_value(entry.repo_tags)
         + ',"Layers":'
         + encode_value(entry.layers)
+        + (',"Parent":' + encode_string(entry.parent) if entry.parent else "")
         + _layer_sources(entry.layer_sources)
         + "}"
         for entry in entries
@@ -66,4 +69,21 @@ def repositories_json(entries: list[ManifestEntry]) -> bytes | None:
 
 def parse_manifest_json(data: bytes) -> list[ManifestEntry]:
     """Read back a manifest.json written by manifest_json()."""
-    return [ManifestEntry(item["Config"], item["RepoTags"], list(item["Layers"]), "") for item in json.loads(data)]
+    return [
+        ManifestEntry(item["Config"], item["RepoTags"], list(item["Layers"]), "", parent=item.get("Parent", ""))
+        for item in json.loads(data)
+    ]
+
+
+def parent_link(child_config: bytes, parent_config: bytes) -> bool:
+    """Would `docker load` (20.10) keep this Parent link? Its loader compares only histories:
+    both empty, or the child's one entry longer and the parent's entries equal to the child's
+    first ones as Go values (a `created` time equal in instant and offset). Layers are not
+    compared. A link it refuses fails the whole load, so such a link is never written."""
+    try:
+        child, parent = decode_history(child_config), decode_history(parent_config)
+    except (ValueError, TarexportError):  # Docker could not decode the config either
+        return False
+    if not child and not parent:
+        return True
+    return len(child) - len(parent) == 1 and child[: len(parent)] == parent

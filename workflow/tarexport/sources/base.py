@@ -67,6 +67,9 @@ class SourceImage:
     tags: list[Reference] = field(default_factory=list)
     manifest_digests: set[str] = field(default_factory=set)
     digest_refs: list[Reference] = field(default_factory=list)  # names given as `repo@digest`
+    # docker-save sources: the image ID its manifest.json entry names as Parent (daemon-local
+    # build history that `docker load` keeps and its next save writes again)
+    parent: str = ""
 
     def names(self) -> set[str]:
         """Repository names the image is known under."""

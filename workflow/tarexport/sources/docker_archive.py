@@ -26,6 +26,13 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
         config_member = _member(config_member, source)
         config = container.read_small(config_member)
         image_id = sha256_digest(config)
+        claimed = _named_digest(config_member)
+        if claimed and claimed != image_id:
+            raise TarexportError(
+                f"config is named by digest {claimed} but its content has digest {image_id}",
+                source=source,
+                member=config_member,
+            )
         diff_ids = diff_ids_of(config, source, config_member)
         layer_members = item.get("Layers")
         if not isinstance(layer_members, list) or not all(isinstance(m, str) for m in layer_members):
@@ -49,6 +56,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
             layers.append(LayerRef(diff_id, blob, foreign=foreign))
         config_ref = BlobRef(container.kind, container.path, config_member, image_id, len(config))
         image = images.setdefault(image_id, SourceImage(image_id, config, config_ref, layers, source))
+        image.parent = image.parent or _parent(item, source)
         repo_tags = item.get("RepoTags") or []
         if not isinstance(repo_tags, list):
             raise TarexportError("RepoTags is not a list", source=source, member="manifest.json")
@@ -69,6 +77,26 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
 
 
 _BLOB_RE = re.compile(r"^blobs/sha256/[0-9a-f]{64}$")
+_IMAGE_ID_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
+
+
+def _parent(item: dict[str, object], source: str) -> str:
+    """The entry's Parent image ID, or "". Docker's loader drops a Parent that names no image
+    of the archive, so one that cannot name any (not an image ID) is dropped here too."""
+    parent = item.get("Parent")
+    if parent is not None and not isinstance(parent, str):  # Docker's loader fails on it too
+        raise TarexportError("Parent is not a string", source=source, member="manifest.json")
+    return parent if parent and _IMAGE_ID_RE.match(parent) else ""
+
+
+_CONFIG_NAME_RE = re.compile(r"(?:^|/)([0-9a-f]{64})(?:\.json)?\Z")
+
+
+def _named_digest(member: str) -> str:
+    """The digest a config's file name claims (`<64 hex>.json` as Docker 20.10 writes it,
+    `blobs/sha256/<64 hex>` as Docker 25+ does), or "" for any other name (`config.json`)."""
+    found = _CONFIG_NAME_RE.search(member)
+    return "sha256:" + found.group(1) if found else ""
 
 
 def _member(path: str, source: str) -> str:

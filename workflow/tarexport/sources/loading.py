@@ -111,7 +111,8 @@ def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContent
     container = TarContainer(spec.resolved, spec.path)
     contents = LayoutContents([], [])
     if container.exists("oci-layout") and container.exists("index.json"):
-        contents = images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+        listed = container.exists("manifest.json")  # then images may be listed there alone
+        contents = images_from_layout(container, spec.path, spec.repository, platform, all_platforms, listed)
     images = contents.images
     if container.exists("manifest.json"):
         by_id = {image.image_id: image for image in images}
@@ -122,6 +123,7 @@ def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContent
                 by_id[image.image_id] = image
             else:
                 known.tags.extend(t for t in image.tags if t not in known.tags)
+                known.parent = known.parent or image.parent
     elif not images:
         raise TarexportError(
             "has neither manifest.json nor an OCI index.json; not a docker-save archive", source=spec.path

@@ -104,14 +104,24 @@ class LayoutContents:
 
 
 def images_from_layout(
-    container: Container, source: str, repository: str, platform: str, all_platforms: bool = False
+    container: Container,
+    source: str,
+    repository: str,
+    platform: str,
+    all_platforms: bool = False,
+    may_be_empty: bool = False,
 ) -> LayoutContents:
     """The images of a layout. Through a multi-platform index a name gets the image for
-    `platform`; with `all_platforms` every platform's image is read and the index recorded."""
+    `platform`; with `all_platforms` every platform's image is read and the index recorded.
+    `may_be_empty`: an index without a manifests list (null, or none at all) holds no images;
+    Docker 25+ saves so an image saved by ID only, listing it in manifest.json alone (Go
+    writes an empty slice as null)."""
     if not container.exists("oci-layout"):
         raise TarexportError("has no oci-layout file; not an OCI image layout", source=source)
     index = parse_json(container.read_small("index.json"), "index.json", source, "index.json")
     manifests = index.get("manifests")
+    if manifests is None and may_be_empty:
+        return LayoutContents([], [])
     if not isinstance(manifests, list):
         raise TarexportError("index.json has no manifests list", source=source, member="index.json")
     reader = LayoutReader(container, source, platform, all_platforms)
