@@ -413,3 +413,16 @@ def test_the_space_guard_counts_only_what_is_written_and_caps_any_layer(tmp_path
     with pytest.raises(TarexportError, match="expands past 100 times its 1048576 bytes"):
         SpaceGuard(str(tmp_path / "x"), max_expansion=100).check(1 << 20, (100 << 20) + 1, writing=False)
     SpaceGuard(str(tmp_path / "x"), max_expansion=2).check(10, 64 << 20, writing=False)  # 64 MiB always allowed
+
+
+@pytest.mark.parametrize("size", [600_000, WHOLE_HASH_LIMIT + 1])
+def test_the_full_check_compares_the_whole_content_with_the_digest(tmp_path, size: int) -> None:
+    """A file and its record changed together pass the quick check; only the digest tells."""
+    stored = tmp_path / "layer.tar"
+    stored.write_bytes(LAYER[:size])
+    write_record(str(stored))  # the record made for these (other) bytes
+    other = "sha256:" + "0" * 64
+    verify_layer_file(str(stored), other, full=False)
+    with pytest.raises(TarexportError, match=f"no longer has digest {other}"):
+        verify_layer_file(str(stored), other, full=True)
+    verify_layer_file(str(stored), sha(LAYER[:size]), full=True)

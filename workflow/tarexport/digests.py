@@ -10,9 +10,13 @@ from .errors import TarexportError
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
+def is_digest(value: object) -> bool:
+    return isinstance(value, str) and bool(_DIGEST_RE.match(value))
+
+
 def check_digest(value: object, what: str) -> str:
     """Accept only `sha256:<64 lowercase hex>`: digests become file names."""
-    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+    if not is_digest(value):
         raise TarexportError(f"{what} {value!r} is not a sha256 digest (sha256:<64 hex>)")
     return value
 

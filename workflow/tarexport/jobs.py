@@ -13,7 +13,7 @@ from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .layerfiles import verify_layer_file
-from .layers import GZIP_MAGIC, ZSTD_MAGIC
+from .layers import compression_of
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, write_tar
 
 
@@ -43,11 +43,9 @@ def _media_type_of(path: str, declared: str) -> str:
     if not path or not declared.endswith(("+gzip", "+zstd")):
         return declared
     with open(path, "rb") as handle:
-        head = handle.read(4)
+        kind = compression_of(handle.read(4))
     base = declared.rsplit("+", 1)[0]
-    if head.startswith(GZIP_MAGIC):
-        return base + "+gzip"
-    return base + "+zstd" if head.startswith(ZSTD_MAGIC) else base
+    return base if kind == "tar" else f"{base}+{kind}"
 
 
 def _descriptor_of(path: str, media_type: str) -> oci.Descriptor:

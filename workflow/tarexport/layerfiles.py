@@ -77,7 +77,8 @@ def fingerprint(layer_file: str, sampled: bool | None = None, new_hash: Any = No
     if sampled is None:
         sampled = size > WHOLE_HASH_LIMIT
     if not sampled:
-        return f'{{"size": {size}, "sha256": "{whole_sha256(layer_file, size, new_hash)}"}}'
+        whole = whole_sha256(layer_file, new_hash or (lambda: sha256_hasher(size)))
+        return f'{{"size": {size}, "sha256": "{whole}"}}'
     hasher = new_hash() if new_hash else sha256_hasher(2 * SAMPLE + SAMPLES * 4096)
     with open(layer_file, "rb") as handle:
         offsets = {0, max(size - SAMPLE, 0)} | {size * i // SAMPLES for i in range(1, SAMPLES)}
@@ -87,8 +88,8 @@ def fingerprint(layer_file: str, sampled: bool | None = None, new_hash: Any = No
     return f'{{"size": {size}, "sampled_sha256": "{hasher.hexdigest()}"}}'
 
 
-def whole_sha256(path: str, size: int, new_hash: Any = None) -> str:
-    hasher = new_hash() if new_hash else sha256_hasher(size)
+def whole_sha256(path: str, new_hash: Any) -> str:
+    hasher = new_hash()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             hasher.update(chunk)
@@ -113,7 +114,8 @@ def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
         if not record.startswith('{"size": ') or not record.endswith('"}'):
             raise ValueError("not a record")
         # a record keeps its kind: those written before whole-content records stay valid
-        current = fingerprint(layer_file, '"sampled_sha256": ' in record, hashlib.sha256)
+        sampled = '"sampled_sha256": ' in record
+        current = fingerprint(layer_file, sampled, hashlib.sha256)
     except (OSError, ValueError):
         raise TarexportError(
             f"stored layer {layer_file} or its record {record_path(layer_file)} is missing or damaged;"
@@ -121,5 +123,8 @@ def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
         ) from None
     if current != record:
         raise TarexportError(f"stored layer {layer_file} changed after it was made; delete it and run again")
-    if full and "sha256:" + whole_sha256(layer_file, 0, hashlib.sha256) != digest:
-        raise TarexportError(f"stored layer {layer_file} no longer has digest {digest}; delete it and run again")
+    if full:
+        # a whole-content record's hash (its text ends with `"<64 hex>"}`) was just computed
+        whole = whole_sha256(layer_file, hashlib.sha256) if sampled else current[-66:-2]
+        if "sha256:" + whole != digest:
+            raise TarexportError(f"stored layer {layer_file} no longer has digest {digest}; delete it and run again")

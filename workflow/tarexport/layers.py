@@ -19,6 +19,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+def compression_of(head: bytes) -> str:
+    """ "gzip", "zstd" or "tar", from a blob's first bytes (not from what its source calls it)."""
+    return "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else "tar"
+
+
 def _chunks(stream: BinaryIO) -> Iterator[memoryview]:
     """The stream in pieces, read into one reused buffer: a new buffer per read costs the
     kernel fresh pages each time (measured: up to 3x slower for a 900 MB layer). A piece is
@@ -238,7 +243,7 @@ def materialize(
             head = stream.peek(4)[:4]  # type: ignore[attr-defined]
         except TarexportError as exc:  # a docker-save archive shrunk since planning
             raise located(exc, **where) from None
-        kind = "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else "tar"
+        kind = compression_of(head)
         guard = guard or SpaceGuard(output)
         blob_hash = hashlib.sha256()
         # an uncompressed blob is its own diff: hash each byte once

@@ -349,10 +349,15 @@ class Pipeline:
         if self.format == "docker":
             return docker_legacy.index_entries(
                 [
-                    (h, [t.familiar() for t in p.tags] or None, [v.v1_id for v in p.v1], _layer_sources(p))
+                    (
+                        h,
+                        [t.familiar() for t in p.tags] or None,
+                        [v.v1_id for v in p.v1],
+                        _layer_sources(p),
+                        parents.get(p.image.image_id, ""),
+                    )
                     for h, p in requested
-                ],
-                [parents.get(p.image.image_id, "") for _, p in requested],
+                ]
             )
         return [
             ManifestEntry(

@@ -69,16 +69,15 @@ def v1_layers(config: V1Image | None, diff_ids: list[str], os_name: str = "") ->
 
 
 def index_entries(
-    images: list[tuple[str, list[str] | None, list[str], dict[str, ForeignSource]]],
-    parents: list[str] | None = None,
+    images: list[tuple[str, list[str] | None, list[str], dict[str, ForeignSource], str]],
 ) -> list[ManifestEntry]:
-    """manifest.json entries from (image ID hex, familiar tags, v1 IDs, foreign layers), in
-    request order, with each one's Parent image ID ("" for none)."""
+    """manifest.json entries from (image ID hex, familiar tags, v1 IDs, foreign layers, Parent
+    image ID or ""), in request order."""
     return [
         ManifestEntry(
             f"{image_hex}.json", tags, [f"{v1_id}/layer.tar" for v1_id in v1_ids], v1_ids[-1], foreign, parent
         )
-        for (image_hex, tags, v1_ids, foreign), parent in zip(images, parents or [""] * len(images), strict=True)
+        for image_hex, tags, v1_ids, foreign, parent in images
     ]
 
 

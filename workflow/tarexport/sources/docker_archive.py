@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..digests import check_digest, sha256_digest
+from ..digests import check_digest, is_digest, sha256_digest
 from ..errors import TarexportError, located
 from ..reference import parse_normalized
 from .base import BlobRef, ForeignSource, LayerRef, SourceImage
@@ -77,7 +77,6 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
 
 
 _BLOB_RE = re.compile(r"^blobs/sha256/[0-9a-f]{64}$")
-_IMAGE_ID_RE = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
 
 def _parent(item: dict[str, object], source: str) -> str:
@@ -86,7 +85,7 @@ def _parent(item: dict[str, object], source: str) -> str:
     parent = item.get("Parent")
     if parent is not None and not isinstance(parent, str):  # Docker's loader fails on it too
         raise TarexportError("Parent is not a string", source=source, member="manifest.json")
-    return parent if parent and _IMAGE_ID_RE.match(parent) else ""
+    return parent if is_digest(parent) else ""
 
 
 _CONFIG_NAME_RE = re.compile(r"(?:^|/)([0-9a-f]{64})(?:\.json)?\Z")
