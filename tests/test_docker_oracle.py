@@ -176,6 +176,9 @@ CRAFTED: dict[str, dict[str, object]] = {
     "pre-epoch": {"created": "1960-01-01T00:00:00Z"},
     "no-created": {"created": None},
     "far-future": {"created": "2300-01-01T00:00:00Z"},
+    # past 11 octal digits of seconds (2242), before Docker's clamp (2262): a PAX mtime record
+    "past-octal-mtime": {"created": "2250-01-01T00:00:00Z"},
+    "year-zero": {"created": "0000-01-01T00:00:00Z"},
     "go-decoding": {
         "Config": {"labels": {"a": "1"}, "Cmd": "echo hi"},
         "config": {"Labels": {"b": "<&>"}, "Env": ["A=1", None, "B=\b\f\u2028"]},

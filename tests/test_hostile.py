@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -218,6 +219,21 @@ def set_annotation(path: str, name: str) -> None:
     index = layout_json(path, "index.json")
     index["manifests"][0]["annotations"] = {"io.containerd.image.name": name}
     write_file(path, "index.json", json.dumps(index).encode())
+
+
+def set_index_digest(path: str, change: Callable[[str], str]) -> None:
+    index = layout_json(path, "index.json")
+    index["manifests"][0]["digest"] = change(index["manifests"][0]["digest"])
+    write_file(path, "index.json", json.dumps(index).encode())
+
+
+def replace_by_fifo(path: str, which: str) -> None:
+    with open(manifest_file(path)) as handle:
+        manifest = json.load(handle)
+    digest = manifest["config"]["digest"] if which == "config" else manifest["layers"][0]["digest"]
+    blob = os.path.join(path, "blobs", "sha256", digest.split(":")[1])
+    os.unlink(blob)
+    os.mkfifo(blob)
 
 
 def add_conflicting_tag(path: str) -> None:
@@ -440,6 +456,21 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
         {},
     ),
     "annotation-bad-tag": (layout(lambda p: set_annotation(p, "victim:bad tag")), "invalid reference format", {}),
+    # Go's \w is ASCII: Docker refuses this tag, so an archive holding it would not load
+    "annotation-non-ascii-tag": (
+        layout(lambda p: set_annotation(p, "docker.io/library/victim:t\u00e4g")),
+        "invalid reference format",
+        {},
+    ),
+    # `$` matches before a final newline: a digest must end where its 64 hex digits do
+    "digest-trailing-newline": (
+        layout(lambda p: set_index_digest(p, lambda digest: digest + "\n")),
+        "is not a sha256 digest",
+        {},
+    ),
+    # opening a FIFO for reading waits for a writer: planning and jobs would hang
+    "config-is-a-fifo": (layout(lambda p: replace_by_fifo(p, "config")), "is not a regular file", {}),
+    "layer-is-a-fifo": (layout(lambda p: replace_by_fifo(p, "layer")), "is not a regular file", {}),
     "repotag-without-tag": (legacy(lambda a: a.manifest[0].update(RepoTags=["victim"])), "is not name:tag", {}),
     "repotag-not-string": (legacy(lambda a: a.manifest[0].update(RepoTags=[7])), "RepoTags holds a non-string", {}),
     # -- not a source at all
@@ -468,6 +499,9 @@ def snapshot(root: str, skip: str) -> dict[str, tuple[int, int, str]]:
         for name in files:
             path = os.path.join(directory, name)
             info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block the reading
+                out[path] = (info.st_mode, info.st_mtime_ns, "")
+                continue
             with open(path, "rb") as handle:
                 out[path] = (info.st_size, info.st_mtime_ns, sha(handle.read()))
     return out

@@ -104,13 +104,20 @@ def test_helper_problems_are_one_line(home) -> None:
     with pytest.raises(TarexportError, match="docker-credential-absent is not on PATH"):
         find_credentials("r.example", "x")
     script = home / "bin" / "docker-credential-broken"
-    script.write_text("#!/bin/sh\necho 'keychain locked' >&2\nexit 3\n")
+    # a helper failing after it printed the secret: none of its output may reach the error
+    script.write_text(
+        '#!/bin/sh\necho \'{"Username":"u","Secret":"hunter2"}\'\necho \'keychain hunter2\' >&2\nexit 3\n'
+    )
     script.chmod(0o755)
     write(config, {"credsStore": "broken"})
-    with pytest.raises(TarexportError, match="docker-credential-broken failed: keychain locked"):
+    with pytest.raises(TarexportError, match=r"docker-credential-broken failed \(exit status 3\)") as failed:
         find_credentials("r.example", "x")
+    assert "hunter2" not in str(failed.value)
     script.write_text("#!/bin/sh\necho 'credentials not found in native keychain'\nexit 1\n")
     assert find_credentials("r.example", "x") is None  # anonymous, as in Docker
+    write(config, {"auths": {"r.example": {"auth": 12345}}})
+    with pytest.raises(TarexportError, match=r"the `auth` entry for r\.example is not base64"):
+        find_credentials("r.example", "x")
     config.write_text("{not json")
     with pytest.raises(TarexportError, match="is not readable JSON"):
         find_credentials("r.example", "x")
@@ -155,6 +162,47 @@ def test_a_registry_that_refuses_every_token_is_not_asked_forever(home) -> None:
         with pytest.raises(TarexportError, match=r"refused access \(401\) to /v2/private/app/manifests/1"):
             registry.resolve_tag("1")
         assert len(seen) <= 8, seen  # HEAD, then GET: each at most 401, token, 401
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_token_no_header_can_carry_is_refused_without_quoting_it(home) -> None:
+    """http.client refuses a header value with CR or LF and quotes the value in its error:
+    a token server's answer must not reach a traceback or a message."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tarexport.sources.registry import RegistryContainer, RegistrySettings
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/token"):
+                body = json.dumps({"token": "secret-part\r\nX-Injected: 1"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="test"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = RegistrySettings(url=f"http://127.0.0.1:{server.server_address[1]}", insecure=True, retries=0)
+        registry = RegistryContainer(settings, "private/app", "test-registry")
+        with pytest.raises(TarexportError, match="gave a token no HTTP header can carry") as refused:
+            registry.resolve_tag("1")
+        assert "secret-part" not in str(refused.value)
     finally:
         server.shutdown()
         server.server_close()

@@ -168,7 +168,7 @@ def test_an_oversize_manifest_is_refused(proxy: FaultProxy, tmp_path) -> None:
     proxy.faults.append(Fault(r"/manifests/sha256:", "pad", pad=16 * 1024 * 1024 + 1, times=-1))
     work = str(tmp_path)
     line = failing_run(work, {"sources": [source(proxy.url)], "images": names(proxy.host)[:1]})
-    assert "over the 16777216-byte limit for metadata" in line
+    assert "the metadata is over the 16777216-byte limit" in line and "member blobs/sha256/" in line, line
 
 
 def test_progress_is_shown_on_long_downloads(proxy: FaultProxy, tmp_path) -> None:
@@ -192,3 +192,49 @@ def test_downloads_are_bounded(proxy: FaultProxy, tmp_path, bound: int) -> None:
     assert len(spans) == 4
     most = max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans)
     assert most == min(bound, 4), spans
+
+
+def test_tags_docker_refuses_are_left_out_of_a_whole_repository(proxy: FaultProxy, tmp_path) -> None:
+    """A bare name asks for every tag; a tag list naming tags Docker's grammar refuses (a
+    leading dash, a non-ASCII letter) gives only the valid ones: an archive holding the
+    others would not load."""
+    listing = b'{"name": "faults/a", "tags": ["1", "-x", "t\xc3\xa4g", ".hidden"]}'
+    proxy.faults.append(Fault(r"/faults/a/tags/list$", "replace", body=listing))
+    work = str(tmp_path)
+    export(work, sources=[source(proxy.url)], images=[f"{proxy.host}/faults/a"])
+    from tests.oracle import manifest_of
+
+    assert [item["RepoTags"] for item in manifest_of(archive(work))] == [[f"{proxy.host}/faults/a:1"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'["1"]', "the tag list is not a JSON object with a list of tags"),
+        (b'{"tags": [1]}', "the tag list is not a JSON object with a list of tags"),
+        (b'{"tags": ["1"]}' + b" " * (17 << 20), "the tag list is over the 16777216-byte limit"),
+    ],
+    ids=["a-list", "a-number", "endless"],
+)
+def test_a_bad_tag_list_fails_on_one_line(proxy: FaultProxy, tmp_path, body: bytes, expected: str) -> None:
+    proxy.faults.append(Fault(r"/faults/a/tags/list$", "replace", body=body))
+    line = failing_run(str(tmp_path), {"sources": [source(proxy.url)], "images": [f"{proxy.host}/faults/a"]})
+    assert expected in line and proxy.url.split("//")[1] in line, line
+
+
+def test_a_body_trickled_forever_is_cut_at_its_time_limit() -> None:
+    """The socket timeout restarts with every byte: the whole body has a deadline of its own."""
+    import time
+
+    from tarexport.errors import TarexportError
+    from tarexport.sources.registry import read_bounded
+
+    class Trickle:
+        def read1(self, size: int) -> bytes:
+            time.sleep(0.01)
+            return b" "
+
+    start = time.monotonic()
+    with pytest.raises(TarexportError, match=r"took over 0\.3 s to arrive"):
+        read_bounded(Trickle(), 1 << 20, 0.3, "the token answer", "registry example")
+    assert time.monotonic() - start < 2

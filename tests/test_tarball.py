@@ -182,3 +182,27 @@ def test_a_file_that_shrinks_while_written_straight_to_disk_is_an_error(tmp_path
         assert sink is not None
         with pytest.raises(TarexportError, match="shrank while being archived"):
             sink.copy_file(str(data), 200)
+
+
+def test_numbers_past_eleven_octal_digits_go_into_pax_records_as_go_writes_them() -> None:
+    """A `created` after 2242 (Docker keeps times up to 2262) and a layer over 8 GiB: the
+    header field is zero and a PAX record before it holds the value (Go's archive/tar)."""
+    from tarexport.tarball import pax_record
+
+    late = 8835955200  # 2250-01-01T00:00:00Z
+    written = header("0123/json", 0o100644, 5, late, b"0") + b"hello".ljust(BLOCK, b"\0") + bytes(2 * BLOCK)
+    with tarfile.open(fileobj=io.BytesIO(written)) as archive:
+        (member,) = archive.getmembers()
+        assert (member.name, member.mtime, archive.extractfile(member).read()) == ("0123/json", late, b"hello")  # type: ignore[union-attr]
+    extended, main = written[:BLOCK], written[2 * BLOCK : 3 * BLOCK]
+    assert extended[:100].rstrip(b"\0") == b"0123/PaxHeaders.0/json" and extended[156:157] == b"x"
+    assert written[BLOCK : 2 * BLOCK].rstrip(b"\0") == b"20 mtime=8835955200\n" == pax_record("mtime", str(late))
+    assert main[136:148] == b"00000000000\0"  # the field Go leaves at zero
+    directory = header("0123/", 0o40755, 0, late, b"5")
+    assert directory[:100].rstrip(b"\0") == b"0123/PaxHeaders.0"
+    huge = header("0123/layer.tar", 0o100644, 9 << 30, 0, b"0")
+    assert huge[BLOCK : 2 * BLOCK].rstrip(b"\0") == b"19 size=9663676416\n"
+    assert huge[2 * BLOCK + 124 : 2 * BLOCK + 136] == b"00000000000\0"
+    # a record whose length gains a digit by counting itself
+    assert pax_record("k", "v" * 93) == b"99 k=" + b"v" * 93 + b"\n"
+    assert pax_record("k", "v" * 94) == b"101 k=" + b"v" * 94 + b"\n"

@@ -58,9 +58,9 @@ def _assemble(args: dict[str, Any]) -> None:
 
     assemble(args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full")
     if args["plan-record"]:
-        from .fileio import write_atomically
+        from .fileio import write_plan_record
 
-        write_atomically(args["plan-record"], args["plan"].encode() + b"\n")
+        write_plan_record(args["plan-record"], args["plan"], args["output"])
 
 
 # command: (function, required options, optional options with defaults, on/off flags, what it does)

@@ -7,11 +7,11 @@ import re
 
 from .errors import TarexportError
 
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 def is_digest(value: object) -> bool:
-    return isinstance(value, str) and bool(_DIGEST_RE.match(value))
+    return isinstance(value, str) and bool(_DIGEST_RE.fullmatch(value))
 
 
 def check_digest(value: object, what: str) -> str:

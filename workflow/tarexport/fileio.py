@@ -194,16 +194,31 @@ def write_if_changed(path: str, data: bytes) -> bool:
     return True
 
 
+def file_identity(path: str) -> str:
+    """Which file this is: device, inode and size (not the mtime: Snakemake touches its
+    outputs after the job that wrote them)."""
+    info = os.stat(path)
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}"
+
+
+def write_plan_record(record: str, plan_digest: str, output: str) -> None:
+    """Next to the archive: the plan it was made from, and which file it is."""
+    write_atomically(record, f"{plan_digest}\n{file_identity(output)}\n".encode())
+
+
 def remove_stale_output(output: str, record: str, plan_digest: str) -> bool:
-    """Remove an archive made for another plan (the record next to it says which), so that a
-    failed run never leaves an archive that does not match the configuration. True if removed."""
-    if not os.path.exists(output):
+    """Remove an archive made for another plan, so that a failed run never leaves an archive
+    that does not match the configuration. Only an archive this project wrote, unchanged
+    since (its record names the very file), is removed: never a file someone else put
+    there. True if removed."""
+    if not os.path.isfile(output):
         return False
     try:
         with open(record, encoding="utf-8") as handle:
-            if handle.read().strip() == plan_digest:
-                return False
+            recorded_plan, recorded_file = ([*handle.read().split(), "", ""])[:2]
     except OSError:
-        pass
+        return False
+    if recorded_plan == plan_digest or recorded_file != file_identity(output):
+        return False
     os.unlink(output)
     return True

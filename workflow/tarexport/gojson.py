@@ -80,7 +80,7 @@ class RawJSON:
 
 # ---------------------------------------------------------------- time.Time
 
-_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))$")
+_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class GoTime:
 
     @classmethod
     def parse(cls, text: str) -> GoTime:
-        match = _TIME_RE.match(text)
+        match = _TIME_RE.fullmatch(text)
         if not match:
             raise ValueError(f"time {text!r} is not RFC 3339")
         year, month, day, hour, minute, second, frac, _z, sign, oh, om = match.groups()
@@ -134,9 +134,19 @@ class GoTime:
 
     def unix_seconds(self) -> int:
         """Seconds since the epoch, as a tar mtime (Go truncates to the second)."""
-        # calendar.timegm handles years 1..9999 proleptically, as Go does.
-        wall = calendar.timegm((self.year, self.month, self.day, self.hour, self.minute, self.second, 0, 0, 0))
+        wall = _days_from_civil(self.year, self.month, self.day) * 86400
+        wall += self.hour * 3600 + self.minute * 60 + self.second
         return wall - self.offset_minutes * 60
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar, year 0 included (Go
+    parses 0000-01-01; Python's calendar stops at year 1)."""
+    year -= month <= 2
+    era, year_of_era = divmod(year, 400)
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
 
 
 UNIX_EPOCH = GoTime(1970, 1, 1)

@@ -24,6 +24,7 @@ from .formats import docker_legacy, oci
 from .formats.saveindex import ManifestEntry, manifest_json, parent_link, repositories_json
 from .layerfiles import WHOLE_HASH_LIMIT, record_path
 from .linklayer import checked_blob_path
+from .pathsafety import check_write_paths
 from .plan import Plan, PlannedImage, build_catalog, make_plan
 from .settings import Settings, load_settings
 from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
@@ -516,6 +517,8 @@ def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:
 
 def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
     settings = load_settings(config, schema_path, workdir)
+    local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
+    check_write_paths(settings.output, settings.build_dir, local, workdir)
     cache = os.path.join(workdir, settings.build_dir, "registry")  # verified manifests and configs
     catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all", settings.images, cache)
     return Pipeline(settings, make_plan(catalog, settings.images))

@@ -19,13 +19,13 @@ NAME_MAX = 255
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w: ASCII only
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
-_SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?")
+_TAG_RE = re.compile(_TAG)
+_HEX64_RE = re.compile(r"[a-f0-9]{64}")
+_SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 @dataclass(frozen=True, order=True)
@@ -67,19 +67,19 @@ def _split_domain(text: str) -> tuple[str, str]:
 
 def parse_normalized(text: str) -> Reference:
     """ParseNormalizedNamed: a reference with Docker Hub defaults applied."""
-    if _HEX64_RE.match(text):
+    if _HEX64_RE.fullmatch(text):
         raise TarexportError(f"invalid reference {text!r}: a 64-character hex string is an image ID, not a name")
     domain, remainder = _split_domain(text)
     name_part = remainder.split("@", 1)[0].split(":", 1)[0]
     if name_part.lower() != name_part:
         raise TarexportError(f"invalid reference {text!r}: repository name must be lowercase")
-    match = _REFERENCE_RE.match(f"{domain}/{remainder}")
+    match = _REFERENCE_RE.fullmatch(f"{domain}/{remainder}")
     if not match:
         raise TarexportError(f"invalid reference format {text!r}")
     name, tag, digest = match.group(1), match.group(2) or "", match.group(3) or ""
     if len(name) > NAME_MAX:
         raise TarexportError(f"invalid reference {text!r}: repository name longer than {NAME_MAX} characters")
-    if digest and not _SHA256_RE.match(digest):
+    if digest and not _SHA256_RE.fullmatch(digest):
         raise TarexportError(f"invalid reference {text!r}: unsupported digest {digest!r}")
     return Reference(name, tag, digest)
 
@@ -92,7 +92,7 @@ def with_default_tag(ref: Reference) -> Reference:
 
 
 def is_valid_tag(tag: str) -> bool:
-    return bool(_TAG_RE.match(tag))
+    return bool(_TAG_RE.fullmatch(tag))
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ class ImageIDRequest:
 
 def parse_request(text: str) -> Reference | ImageIDRequest:
     """ParseAnyReference: an image ID or a named reference."""
-    if _HEX64_RE.match(text):
+    if _HEX64_RE.fullmatch(text):
         return ImageIDRequest("sha256:" + text)
-    if _SHA256_RE.match(text):
+    if _SHA256_RE.fullmatch(text):
         return ImageIDRequest(text)
     return parse_normalized(text)

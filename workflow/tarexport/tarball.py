@@ -70,12 +70,62 @@ def _split_name(name: str) -> tuple[str, str]:
     raise TarexportError(f"tar member name {name!r} is too long for USTAR")
 
 
+_OCTAL_12_MAX = 8**11 - 1  # 11 octal digits: sizes to 8 GiB, mtimes to the year 2242
+
+
+def _checksummed(block: bytes) -> bytes:
+    block = block.ljust(BLOCK, b"\0")
+    return block[:148] + format(sum(block), "06o").encode() + b"\0 " + block[156:]
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """`<length> key=value\n`, the length counting its own digits (Go's formatPAXRecord)."""
+    body = f" {key}={value}\n".encode()
+    size = len(body) + len(str(len(body)))
+    if len(str(size)) + len(body) != size:  # adding the digits added a digit
+        size = len(str(size)) + len(body)
+    return str(size).encode() + body
+
+
+def _pax_header(name: str, records: dict[str, str]) -> bytes:
+    """The extended header Go's tar writer puts before an entry whose numbers do not fit
+    USTAR (a layer over 8 GiB, a `created` after 2242): name `dir/PaxHeaders.0/base`,
+    zero mode, ids and mtime, no owner names, records sorted by key."""
+    data = b"".join(pax_record(key, records[key]) for key in sorted(records))
+    if name.endswith("/"):  # Go: path.Join(path.Split(name)) puts it inside the directory
+        directory, base = name.rstrip("/"), ""
+    else:
+        directory, _, base = name.rpartition("/")
+    pax_name = "/".join(part for part in (directory, "PaxHeaders.0", base) if part)[:100]
+    fields = [
+        _text(pax_name, 100, "name"),
+        _octal(0, 8),  # mode
+        _octal(0, 8),  # uid
+        _octal(0, 8),  # gid
+        _octal(len(data), 12),
+        _octal(0, 12),  # mtime
+        b" " * 8,
+        b"x",
+        b"\0" * 100,
+        b"ustar\x0000",
+    ]
+    return _checksummed(b"".join(fields)) + data + b"\0" * (-len(data) % BLOCK)
+
+
 def header(
     name: str, mode: int, size: int, mtime: int, typeflag: bytes, linkname: str = "", style: TarStyle = DOCKER_20
 ) -> bytes:
     prefix, short = _split_name(name)
     if not style.type_bits:
         mode &= 0o7777
+    # What USTAR cannot hold goes into a PAX record, the field left zero (Go's writer)
+    records = {}
+    if not 0 <= mtime <= _OCTAL_12_MAX:
+        records["mtime"], mtime = str(mtime), 0
+    if size > _OCTAL_12_MAX:
+        records["size"], size = str(size), 0
+    if records and len(name.encode()) > 100:  # in PAX form the whole name is a record too
+        records["path"], prefix, short = name, "", name.encode()[:100].decode(errors="ignore")
     fields = [
         _text(short, 100, "name"),
         _octal(mode, 8),
@@ -93,9 +143,8 @@ def header(
         _octal(0, 8),  # devminor
         _text(prefix, 155, "name prefix"),
     ]
-    block = b"".join(fields).ljust(BLOCK, b"\0")
-    checksum = sum(block)
-    return block[:148] + format(checksum, "06o").encode() + b"\0 " + block[156:]
+    block = _checksummed(b"".join(fields))
+    return _pax_header(name, records) + block if records else block
 
 
 class Sink:

@@ -78,16 +78,20 @@ class DirectoryContainer(Container):
     def open(self, member: str) -> tuple[BinaryIO, int]:
         path = self.path_of(member)
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - returned to the caller
+            # O_NONBLOCK: opening a FIFO for reading would wait for a writer forever
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise TarexportError("file is missing", source=self.label, member=member) from None
         except OSError as exc:
             raise TarexportError(f"cannot read ({exc.strerror})", source=self.label, member=member) from None
-        info = os.fstat(handle.fileno())
+        info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
-            handle.close()
+            os.close(descriptor)
             raise TarexportError("is not a regular file", source=self.label, member=member)
-        return handle, info.st_size
+        os.set_blocking(descriptor, True)
+        raw = io.FileIO(descriptor, "rb")
+        raw.name = path  # type: ignore[misc] - as open(path) names it: a stored layer may be linked by name
+        return io.BufferedReader(raw), info.st_size
 
 
 class _Section(io.RawIOBase):

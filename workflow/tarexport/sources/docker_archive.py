@@ -76,7 +76,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
     return list(images.values())
 
 
-_BLOB_RE = re.compile(r"^blobs/sha256/[0-9a-f]{64}$")
+_BLOB_RE = re.compile(r"blobs/sha256/[0-9a-f]{64}")
 
 
 def _parent(item: dict[str, object], source: str) -> str:
@@ -100,7 +100,7 @@ def _named_digest(member: str) -> str:
 
 def _member(path: str, source: str) -> str:
     """A path from manifest.json: inside the archive, and a real digest where one is named."""
-    if path.startswith("blobs/") and not _BLOB_RE.match(path):
+    if path.startswith("blobs/") and not _BLOB_RE.fullmatch(path):
         raise TarexportError("is not blobs/sha256/<64 hex>", source=source, member=path)
     return clean_member(path, source)
 

@@ -22,9 +22,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
-from ..digests import sha256_digest
+from ..digests import is_digest, sha256_digest
 from ..errors import TarexportError
 from ..fileio import write_atomically
+from ..reference import is_valid_tag
 from .base import MAX_METADATA_BYTES
 from .containers import Container
 from .download import ResumingDownload, backoff
@@ -38,11 +39,30 @@ MANIFEST_ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-_BLOB_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+_BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 
 
 # Worth another try: rate limits, timeouts and a server or proxy that is briefly unwell.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+TOKEN_ANSWER_BYTES = 1 << 20  # a token server's JSON: a few KB in practice
+
+
+def read_bounded(response: Any, limit: int, seconds: float, what: str, label: str, member: str = "") -> bytes:
+    """A whole response body, refused past `limit` bytes or `seconds` in all: the socket
+    timeout alone lets a server trickle an endless body one byte at a time."""
+    deadline = time.monotonic() + seconds
+    parts: list[bytes] = []
+    size = 0
+    while chunk := response.read1(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise TarexportError(f"{what} is over the {limit}-byte limit", source=label, member=member)
+        if time.monotonic() > deadline:
+            raise TarexportError(f"{what} took over {seconds:g} s to arrive; run again", source=label, member=member)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -170,6 +190,8 @@ class RegistryContainer(Container):
         token = answer.get("token") or answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise TarexportError("the registry's auth server gave no token", source=self.label)
+        if not (token.isascii() and token.isprintable()):  # http.client would quote it in its error
+            raise TarexportError("the registry's auth server gave a token no HTTP header can carry", source=self.label)
         return "Bearer " + token
 
     def _token(self, realm: str, service: str, credentials: Credentials | None) -> dict[str, Any]:
@@ -188,7 +210,8 @@ class RegistryContainer(Container):
                 request.add_unredirected_header("Authorization", credentials.basic())
         try:
             with self._opener.open(request, timeout=self.settings.timeout) as response:
-                answer = json.load(response)
+                body = read_bounded(response, TOKEN_ANSWER_BYTES, self.settings.timeout, "the token answer", self.label)
+            answer = json.loads(body)
         except urllib.error.HTTPError as error:
             error.close()
             refused = " (refused the credentials)" if error.code in (401, 403) else ""
@@ -214,9 +237,9 @@ class RegistryContainer(Container):
                 media_type = response.headers.get("Content-Type", "")
         except TarexportError:
             digest = ""
-        if not re.match(r"^sha256:[0-9a-f]{64}$", digest):
+        if not is_digest(digest):
             with self.request(self._url("manifests", tag), MANIFEST_ACCEPT) as response:
-                data = response.read(MAX_METADATA_BYTES + 1)
+                data = read_bounded(response, MAX_METADATA_BYTES, self.settings.timeout, f"manifest {tag}", self.label)
                 media_type = response.headers.get("Content-Type", "")
             digest = sha256_digest(data)
             self._store(digest, data)
@@ -245,14 +268,24 @@ class RegistryContainer(Container):
         return os.path.join(self.cache_dir, "blobs", "sha256", digest.split(":")[1])
 
     def tags(self) -> list[str]:
+        """The repository's tags that Docker accepts (others could not be loaded)."""
+        what = "the tag list"
         with self.request(f"{self.settings.url}/v2/{self.repository}/tags/list") as response:
-            return list(json.load(response).get("tags") or [])
+            body = read_bounded(response, MAX_METADATA_BYTES, self.settings.timeout, what, self.label)
+        try:
+            listing = json.loads(body)
+        except ValueError:
+            listing = None
+        tags = listing.get("tags", 0) if isinstance(listing, dict) else 0  # 0: neither list nor null
+        if not isinstance(tags, list | None) or not all(isinstance(tag, str) for tag in tags or []):
+            raise TarexportError(f"{what} is not a JSON object with a list of tags", source=self.label)
+        return [tag for tag in tags or [] if is_valid_tag(tag)]
 
     def exists(self, member: str) -> bool:
-        return bool(_BLOB_RE.match(member))
+        return bool(_BLOB_RE.fullmatch(member))
 
     def open(self, member: str) -> tuple[BinaryIO, int]:
-        match = _BLOB_RE.match(member)
+        match = _BLOB_RE.fullmatch(member)
         if not match:
             raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
         url = self._url("blobs", "sha256:" + match.group(1))
@@ -267,7 +300,7 @@ class RegistryContainer(Container):
 
     def read_small(self, member: str, limit: int = MAX_METADATA_BYTES, kind: str = "") -> bytes:
         """A manifest (from /manifests/) or config (from /blobs/), from the cache when there."""
-        match = _BLOB_RE.match(member)
+        match = _BLOB_RE.fullmatch(member)
         if not match:
             raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
         digest = "sha256:" + match.group(1)
@@ -277,11 +310,9 @@ class RegistryContainer(Container):
         endpoint, accept = ("blobs", "") if kind == "config" else ("manifests", MANIFEST_ACCEPT)
         try:
             with self.request(self._url(endpoint, digest), accept) as response:
-                data = response.read(limit + 1)
+                data = read_bounded(response, limit, self.settings.timeout, "the metadata", self.label, member)
         except (OSError, http.client.HTTPException) as error:
             raise TarexportError(f"download broke ({error}); run again", source=self.label, member=member) from None
-        if len(data) > limit:
-            raise TarexportError(f"over the {limit}-byte limit for metadata", source=self.label, member=member)
         actual = sha256_digest(data)
         if actual != digest:
             raise TarexportError(

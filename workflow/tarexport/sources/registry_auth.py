@@ -94,7 +94,7 @@ def _from_auth_file(data: dict, host: str, repository: str, path: str) -> Creden
         if entry.get("auth"):
             try:
                 user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, TypeError, UnicodeDecodeError):  # TypeError: not a string
                 raise TarexportError(
                     f"auth file {path}: the `auth` entry for {host} is not base64 user:password"
                 ) from None
@@ -118,9 +118,10 @@ def run_helper(name: str, server: str) -> Credentials | None:
     if done.returncode != 0:
         if b"credentials not found" in done.stdout + done.stderr:
             return None
-        # the helper's own words, first line only: they describe the failure, not the secret
-        said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
-        raise TarexportError(f"credential helper {program} failed: {said[0] if said else done.returncode}")
+        # never its output: a failing helper may still have printed the secret
+        raise TarexportError(
+            f"credential helper {program} failed (exit status {done.returncode}); run `{program} get` to see why"
+        )
     try:
         answer = json.loads(done.stdout)
         username, secret = str(answer["Username"]), str(answer["Secret"])
