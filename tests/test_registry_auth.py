@@ -4,12 +4,15 @@ real `docker-credential-*` helper programs written by the test."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tarexport.errors import TarexportError
+from tarexport.sources.registry import RegistryContainer, RegistrySettings
 from tarexport.sources.registry_auth import Credentials, find_credentials
 
 
@@ -123,13 +126,12 @@ def test_helper_problems_are_one_line(home) -> None:
         find_credentials("r.example", "x")
 
 
-def test_a_registry_that_refuses_every_token_is_not_asked_forever(home) -> None:
-    """Like Docker Hub for a private or misspelled repository: each token works at the token
-    server, and the registry still answers 401. One new token per request, then one line."""
+@contextlib.contextmanager
+def refusing_registry(token: Callable[[int], str]) -> Iterator[tuple[RegistryContainer, list[str]]]:
+    """A registry that answers 401 to everything but its token server, which gives
+    `token(number of requests so far)`; yields a client of it and the paths asked."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from tarexport.sources.registry import RegistryContainer, RegistrySettings
 
     seen: list[str] = []
 
@@ -140,7 +142,7 @@ def test_a_registry_that_refuses_every_token_is_not_asked_forever(home) -> None:
         def do_GET(self) -> None:
             seen.append(self.path)
             if self.path.startswith("/token"):
-                body = json.dumps({"token": f"t{len(seen)}"}).encode()  # a new token each time
+                body = json.dumps({"token": token(len(seen))}).encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -158,51 +160,25 @@ def test_a_registry_that_refuses_every_token_is_not_asked_forever(home) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         settings = RegistrySettings(url=f"http://127.0.0.1:{server.server_address[1]}", insecure=True, retries=0)
-        registry = RegistryContainer(settings, "private/app", "test-registry")
-        with pytest.raises(TarexportError, match=r"refused access \(401\) to /v2/private/app/manifests/1"):
-            registry.resolve_tag("1")
-        assert len(seen) <= 8, seen  # HEAD, then GET: each at most 401, token, 401
+        yield RegistryContainer(settings, "private/app", "test-registry"), seen
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_registry_that_refuses_every_token_is_not_asked_forever(home) -> None:
+    """Like Docker Hub for a private or misspelled repository: each token works at the token
+    server, and the registry still answers 401. One new token per request, then one line."""
+    with refusing_registry(lambda count: f"t{count}") as (registry, seen):  # a new token each time
+        with pytest.raises(TarexportError, match=r"refused access \(401\) to /v2/private/app/manifests/1"):
+            registry.resolve_tag("1")
+        assert len(seen) <= 8, seen  # HEAD, then GET: each at most 401, token, 401
 
 
 def test_a_token_no_header_can_carry_is_refused_without_quoting_it(home) -> None:
     """http.client refuses a header value with CR or LF and quotes the value in its error:
     a token server's answer must not reach a traceback or a message."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from tarexport.sources.registry import RegistryContainer, RegistrySettings
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            if self.path.startswith("/token"):
-                body = json.dumps({"token": "secret-part\r\nX-Injected: 1"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="test"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_HEAD = do_GET
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        settings = RegistrySettings(url=f"http://127.0.0.1:{server.server_address[1]}", insecure=True, retries=0)
-        registry = RegistryContainer(settings, "private/app", "test-registry")
+    with refusing_registry(lambda count: "secret-part\r\nX-Injected: 1") as (registry, _):
         with pytest.raises(TarexportError, match="gave a token no HTTP header can carry") as refused:
             registry.resolve_tag("1")
         assert "secret-part" not in str(refused.value)
-    finally:
-        server.shutdown()
-        server.server_close()
