@@ -221,6 +221,12 @@ def set_annotation(path: str, name: str) -> None:
     write_file(path, "index.json", json.dumps(index).encode())
 
 
+def rewrite_index(path: str, change: Callable[[dict], None]) -> None:
+    index = layout_json(path, "index.json")
+    change(index)
+    write_file(path, "index.json", json.dumps(index).encode())
+
+
 def set_index_digest(path: str, change: Callable[[str], str]) -> None:
     index = layout_json(path, "index.json")
     index["manifests"][0]["digest"] = change(index["manifests"][0]["digest"])
@@ -251,6 +257,25 @@ def write_raw(root: str, data: bytes) -> str:
     path = os.path.join(root, "source.tar")
     with open(path, "wb") as handle:
         handle.write(data)
+    return path
+
+
+def metadata_bomb(root: str, kind: bytes) -> str:
+    """A tar whose first header is a metadata record (PAX, GNU long name) claiming 2 GiB:
+    tarfile reads such a record whole into memory (a sparse file makes it cheap to send).
+    The file here is short: the refusal must come from the declared size alone."""
+    info = tarfile.TarInfo("././@LongLink" if kind == b"L" else "PaxHeaders.0/x")
+    info.type, info.size = kind, 2 << 30
+    return write_raw(root, info.tobuf(tarfile.GNU_FORMAT if kind == b"L" else tarfile.USTAR_FORMAT) + bytes(8192))
+
+
+def sparse_garbage(root: str) -> str:
+    """A PAX sparse map that is not numbers (tarfile raises ValueError on it)."""
+    path = os.path.join(root, "source.tar")
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("manifest.json")
+        info.pax_headers = {"GNU.sparse.map": "x,y"}
+        archive.addfile(info, io.BytesIO(b""))
     return path
 
 
@@ -468,6 +493,27 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
         "is not a sha256 digest",
         {},
     ),
+    # Go matches struct fields case-insensitively and keeps the last: docker load would
+    # read the second config, Python the first
+    "manifest-json-config-twice": (
+        legacy(lambda a: a.manifest[0].update(config="0" * 64 + ".json")),
+        "which Go reads as one field",
+        {},
+    ),
+    "index-manifests-twice": (
+        layout(lambda p: rewrite_index(p, lambda index: index.update(Manifests=[]))),
+        "which Go reads as one field",
+        {},
+    ),
+    "long-s-in-a-key": (
+        layout(lambda p: rewrite_manifest(p, lambda m: m.update({"layer\u017f": []}))),  # Go: "layers"
+        "which Go reads as one field",
+        {},
+    ),
+    # memory bombs that are not compressed data: a header claiming gigabytes of metadata
+    "pax-header-claims-gigabytes": (lambda root: metadata_bomb(root, b"x"), "over the 1048576-byte limit", {}),
+    "long-name-claims-gigabytes": (lambda root: metadata_bomb(root, b"L"), "over the 1048576-byte limit", {}),
+    "pax-sparse-map-garbage": (sparse_garbage, "is not a readable tar archive", {}),
     # opening a FIFO for reading waits for a writer: planning and jobs would hang
     "config-is-a-fifo": (layout(lambda p: replace_by_fifo(p, "config")), "is not a regular file", {}),
     "layer-is-a-fifo": (layout(lambda p: replace_by_fifo(p, "layer")), "is not a regular file", {}),
@@ -555,5 +601,5 @@ def test_hostile_source(tmp_path, case: str) -> None:
     assert os.path.isfile(os.path.join(work, "results", "images.tar"))
 
 
-def test_there_are_at_least_forty_cases() -> None:
-    assert len(CASES) >= 40
+def test_there_are_over_sixty_cases_as_the_readme_says() -> None:
+    assert len(CASES) > 60

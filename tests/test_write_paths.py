@@ -21,7 +21,7 @@ from tests.imagefactory import (
     write_oci_layout,
 )
 from tests.test_hostile import assert_sources_untouched, snapshot
-from tests.workflowrun import export, snakemake, write_config
+from tests.workflowrun import export, sha256_file, snakemake, write_config
 
 IMAGE = make_image([{"a": b"A"}])
 TAG = "paths:1"
@@ -117,3 +117,31 @@ def test_the_stale_check_removes_only_an_archive_it_wrote(tmp_path) -> None:
     assert os.path.isfile(output)
     run = snakemake(work, configfile=break_the_source())
     assert run.returncode != 0 and "removed" in run.output and not os.path.exists(output), run.output[-3000:]
+
+
+def test_configurations_sharing_a_build_dir_keep_their_own_v1_json(tmp_path) -> None:
+    """Docker writes an image's `os` into its lower v1 `json` files but not into their IDs:
+    two configurations sharing one build_dir, whose images share a lower layer but not
+    their `os`, each get their own file, and their archives stay what a lone run makes."""
+    base = make_layer({"base": b"shared"})
+    images = {}
+    for os_name in ("linux", "freebsd"):
+        layers = [base, make_layer({"top": os_name.encode()})]
+        images[os_name] = Image(layers, make_config(layers, os=os_name))
+    layout = write_oci_layout(
+        str(tmp_path / "layout"),
+        [LayoutEntry(image, [f"docker.io/library/{os_name}:1"]) for os_name, image in images.items()],
+    )
+    shared = str(tmp_path / "shared-build")
+    archives = {}
+    for _ in range(2):  # A, B, then A and B again over what the other wrote
+        for os_name in images:
+            work = str(tmp_path / f"work-{os_name}")
+            os.makedirs(work, exist_ok=True)
+            export(work, sources=[layout], images=[f"{os_name}:1"], build_dir=shared)
+            archives[os_name] = sha256_file(os.path.join(work, "results", "images.tar"))
+    for os_name in images:
+        alone = str(tmp_path / f"alone-{os_name}")
+        os.makedirs(alone)
+        export(alone, sources=[layout], images=[f"{os_name}:1"])
+        assert archives[os_name] == sha256_file(os.path.join(alone, "results", "images.tar")), os_name

@@ -1,7 +1,8 @@
 """Entry points of the workflow's jobs: `python -m tarexport COMMAND --option value ...`.
 
-Each job gets its whole recipe on the command line and touches only its declared
-files, so jobs run the same in one process tree or on cluster nodes.
+Each job gets its whole recipe on the command line (or, past 16 KiB, a file under the
+build directory named by its content) and touches only its declared files, so jobs run the
+same in one process tree or on cluster nodes.
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ from typing import Any
 from .errors import TarexportError
 
 
+def _recipe(args: dict[str, Any]) -> Any:
+    """The job's recipe: JSON text, or `@path` of a file holding it (a long one)."""
+    text = args["recipe"]
+    if text.startswith("@"):
+        with open(text[1:], encoding="utf-8") as handle:
+            text = handle.read()
+    return json.loads(text)
+
+
 def _layer(args: dict[str, Any]) -> None:
     from .layers import SpaceGuard, materialize
     from .sources.blobs import BlobRef
 
-    recipe = {**json.loads(args["source"]), **json.loads(args["recipe"])}
+    recipe = {**json.loads(args["source"]), **_recipe(args)}
     blob = BlobRef.from_json(recipe["blob"])
     materialize(
         blob,
@@ -37,13 +47,13 @@ def _layer(args: dict[str, Any]) -> None:
 def _oci_manifest(args: dict[str, Any]) -> None:
     from .jobs import write_oci_manifest
 
-    write_oci_manifest(json.loads(args["recipe"]), args["output"])
+    write_oci_manifest(_recipe(args), args["output"])
 
 
 def _oci_image_index(args: dict[str, Any]) -> None:
     from .jobs import write_oci_image_index
 
-    write_oci_image_index(json.loads(args["recipe"]), args["output"])
+    write_oci_image_index(_recipe(args), args["output"])
 
 
 def _oci_index(args: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ format's own small files live in a directory named after it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 
@@ -34,8 +35,11 @@ def repositories(build_dir: str, fmt: str) -> str:
     return os.path.join(build_dir, fmt, "repositories")
 
 
-def v1_json(build_dir: str, v1_id: str) -> str:
-    return os.path.join(build_dir, "docker", v1_id, "json")
+def v1_json(build_dir: str, v1_id: str, os_name: str) -> str:
+    """A v1 directory's `json`: Docker writes the `os` of the image saving it into the file
+    but not into the ID, so configurations sharing a build_dir may need two files for one
+    ID; the name tells them apart."""
+    return os.path.join(build_dir, "docker", v1_id, "json-" + hashlib.sha256(os_name.encode()).hexdigest()[:16])
 
 
 def v1_version(build_dir: str, v1_id: str) -> str:

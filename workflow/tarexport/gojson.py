@@ -225,15 +225,38 @@ class GoStruct:
 
 def _go_equal_fold(key: str, name: str) -> bool:
     """encoding/json's key matching: simple case folding, with the Kelvin sign and long s."""
-    if len(key) != len(name):
-        return False
-    for k, n in zip(key, name, strict=True):
-        if k == n or (k.isascii() and k.lower() == n.lower()):
-            continue
-        if (n in "kK" and k == "\u212a") or (n in "sS" and k == "\u017f"):
-            continue
-        return False
-    return True
+    return go_fold(key) == go_fold(name)
+
+
+def go_fold(key: str) -> str:
+    """A key as encoding/json compares it with a struct field's name (see _go_equal_fold)."""
+    return "".join("k" if c == "\u212a" else "s" if c == "\u017f" else c.lower() if c.isascii() else c for c in key)
+
+
+def go_field(document: Any, name: str) -> Any:
+    """A struct field of a load_pairs document as encoding/json fills it: the last key that
+    matches the name case-insensitively (None if none, or not an object)."""
+    if not isinstance(document, JSONObject):
+        return None
+    value = None
+    for key, item in document:
+        if _go_equal_fold(key, name):
+            value = item
+    return value
+
+
+def refuse_fold_twins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when two of its keys differ but encoding/json would take them
+    for one struct field: Go keeps the last (`config` after `Config`), Python the exact
+    name, so Docker and we would read different images from one document."""
+    seen: dict[str, str] = {}
+    for key, _ in pairs:
+        other = seen.setdefault(go_fold(key), key)
+        if other != key:
+            raise TarexportError(
+                f"has keys {other!r} and {key!r}, which Go reads as one field; the document is ambiguous"
+            )
+    return dict(pairs)
 
 
 def _is_empty(kind: str, value: Any) -> bool:

@@ -30,6 +30,8 @@ from .settings import Settings, load_settings
 from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
 from .tarball import Entry, Sink, write_tar
 
+RECIPE_INLINE_LIMIT = 16 * 1024  # bytes of a job recipe passed on its command line
+
 # Bumped when the archive's bytes change for the same plan: it is part of the plan digest,
 # so an archive made by an earlier version is removed and made again. (Build files are
 # named by their content; the profile drops Snakemake's params and code triggers.)
@@ -275,7 +277,7 @@ class Pipeline:
         if self.format == "docker":
             for v1_id, (planned, index) in self.plan.v1_dirs.items():
                 members[hex_of(planned.image.image_id)] += [
-                    (buildpaths.v1_json(build, v1_id), planned.v1[index].json_bytes),
+                    (buildpaths.v1_json(build, v1_id, planned.v1[index].os_name), planned.v1[index].json_bytes),
                     (buildpaths.v1_version(build, v1_id), docker_legacy.VERSION_BYTES),
                 ]
         short = {image_hex: image_hex[:12] for image_hex in members}
@@ -306,7 +308,7 @@ class Pipeline:
             for layer in self._layers[image_hex]
         ]
         recipe = {"v": RECIPE_VERSION, "config": buildpaths.config(self.build_dir, image_hex), "layers": layers}
-        return recipe_json(recipe)
+        return self._passable(recipe_json(recipe))
 
     def oci_image_indexes(self) -> list[str]:
         """Hex digests of the source indexes kept whole (`platforms: all`)."""
@@ -319,7 +321,18 @@ class Pipeline:
         """(manifest file, platform) per platform, in the source index's order."""
         index = self._kept_index(index_hex)
         platforms = [(buildpaths.oci_manifest(self.build_dir, hex_of(i)), p) for p, i in index.platforms]
-        return recipe_json(platforms)
+        return self._passable(recipe_json(platforms))
+
+    def _passable(self, recipe: str) -> str:
+        """The recipe itself, or `@file` holding it when it is too long for a command line:
+        the kernel limits one argument (the shell's whole `-c` command) to 128 KiB, which a
+        thousand layers or a 1,500-platform index exceed. The file is named by its content."""
+        if len(recipe) <= RECIPE_INLINE_LIMIT:
+            return recipe
+        data = recipe.encode()
+        path = buildpaths.plan_file(self.build_dir, f"recipe-{hex_of(sha256_digest(data))}.json")
+        write_if_changed(path, data)
+        return "@" + path
 
     def _kept_index(self, index_hex: str) -> Any:
         return next(i for i in self.plan.tag_indexes.values() if hex_of(i.digest) == index_hex)
@@ -446,8 +459,9 @@ class Pipeline:
             files.append(buildpaths.repositories(build, self.format))
         files += [buildpaths.config(build, h) for h in self.config_ids()]
         if self.format == "docker":
-            for v1_id in self.plan.v1_dirs:
-                files += [buildpaths.v1_json(build, v1_id), buildpaths.v1_version(build, v1_id)]
+            for v1_id, (planned, index) in self.plan.v1_dirs.items():
+                json_file = buildpaths.v1_json(build, v1_id, planned.v1[index].os_name)
+                files += [json_file, buildpaths.v1_version(build, v1_id)]
         else:
             files.append(buildpaths.oci_index(build))
             files += [buildpaths.oci_manifest(build, h) for h in self.config_ids()]

@@ -30,7 +30,8 @@ class Catalog:
         known = self.images.setdefault(image.image_id, image)
         if known is not image:
             known.manifest_digests |= image.manifest_digests
-            known.digest_refs.extend(r for r in image.digest_refs if r not in known.digest_refs)
+            for ref in image.digest_refs:
+                known.add_digest_ref(ref)
         for tag in image.tags:
             other = self.tags.get(tag)
             if other is not None and other != image.image_id:
@@ -117,15 +118,12 @@ class Plan:
 
 def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Reference]]]:
     """docker save's parseNames: image IDs in first-request order, each with its tags."""
-    order: list[str] = []
-    tags: dict[str, list[Reference]] = {}
+    tags: dict[str, dict[Reference, None]] = {}  # insertion-ordered: IDs, and tags per ID
 
     def add(image_id: str, tag: Reference | None) -> None:
-        if image_id not in tags:
-            order.append(image_id)
-            tags[image_id] = []
-        if tag is not None and tag not in tags[image_id]:
-            tags[image_id].append(tag)
+        known = tags.setdefault(image_id, {})
+        if tag is not None:
+            known.setdefault(tag)
 
     for text in requests:
         request = parse_request(text)
@@ -167,7 +165,7 @@ def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Refer
         if image_id is None:
             raise TarexportError(f"no such image: {tagged.familiar()} (not found in any source)")
         add(image_id, tagged)
-    return [(image_id, tags[image_id]) for image_id in order]
+    return [(image_id, list(image_tags)) for image_id, image_tags in tags.items()]
 
 
 def make_plan(catalog: Catalog, requests: list[str]) -> Plan:

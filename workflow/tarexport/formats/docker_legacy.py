@@ -27,6 +27,7 @@ class V1Layer:
 
     v1_id: str  # hex
     json_bytes: bytes
+    os_name: str  # in json_bytes, not in the ID
 
 
 def _lower_v1_image() -> V1Image:
@@ -63,7 +64,7 @@ def v1_layers(config: V1Image | None, diff_ids: list[str], os_name: str = "") ->
         overrides: dict[str, Any] = {"id": v1_id, "os": os_name}
         if parent:
             overrides["parent"] = parent
-        layers.append(V1Layer(v1_id, image.encode(overrides).encode()))
+        layers.append(V1Layer(v1_id, image.encode(overrides).encode(), os_name))
         parent = v1_id
     return layers
 
@@ -112,7 +113,9 @@ def archive_entries(build_dir: str) -> list[Entry]:
         config_path = buildpaths.config(build_dir, config_hex)
         with open(config_path, "rb") as handle:
             config_bytes = handle.read()
-        created = file_mtime(decode_v1_image(config_bytes, config_path).values["created"].unix_seconds())
+        v1_image = decode_v1_image(config_bytes, config_path)
+        created = file_mtime(v1_image.values["created"].unix_seconds())
+        os_name = v1_image.values["os"]
         out.append(Entry(entry.config, "file", created, path=config_path))
         v1_ids = [layer.split("/", 1)[0] for layer in entry.layers]
         for v1_id, diff_id in zip(v1_ids, config_diff_ids(config_bytes), strict=True):
@@ -121,7 +124,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
             written_dirs.add(v1_id)
             out.append(Entry(v1_id, "dir", created))
             out.append(Entry(f"{v1_id}/VERSION", "file", created, path=buildpaths.v1_version(build_dir, v1_id)))
-            out.append(Entry(f"{v1_id}/json", "file", created, path=buildpaths.v1_json(build_dir, v1_id)))
+            out.append(Entry(f"{v1_id}/json", "file", created, path=buildpaths.v1_json(build_dir, v1_id, os_name)))
             home = diff_home.setdefault(diff_id, v1_id)
             if home == v1_id:
                 layer_path = buildpaths.layer(build_dir, hex_of(diff_id))

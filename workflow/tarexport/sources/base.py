@@ -70,6 +70,24 @@ class SourceImage:
     # docker-save sources: the image ID its manifest.json entry names as Parent (daemon-local
     # build history that `docker load` keeps and its next save writes again)
     parent: str = ""
+    _tag_set: set[Reference] = field(default_factory=set, repr=False, compare=False)
+    _digest_ref_set: set[Reference] = field(default_factory=set, repr=False, compare=False)
+
+    def add_tag(self, ref: Reference) -> None:
+        """Add a tag once, keeping first-seen order (a set beside the list: an image may
+        have tens of thousands of tags)."""
+        if not self._tag_set and self.tags:
+            self._tag_set.update(self.tags)
+        if ref not in self._tag_set:
+            self._tag_set.add(ref)
+            self.tags.append(ref)
+
+    def add_digest_ref(self, ref: Reference) -> None:
+        if not self._digest_ref_set and self.digest_refs:
+            self._digest_ref_set.update(self.digest_refs)
+        if ref not in self._digest_ref_set:
+            self._digest_ref_set.add(ref)
+            self.digest_refs.append(ref)
 
     def names(self) -> set[str]:
         """Repository names the image is known under."""

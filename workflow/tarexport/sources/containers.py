@@ -12,7 +12,7 @@ import posixpath
 import stat
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..errors import TarexportError
+from ..errors import TarexportError, located
 from .blobs import MAX_METADATA_BYTES, BlobRef
 
 if TYPE_CHECKING:
@@ -120,6 +120,46 @@ class _Section(io.RawIOBase):
         super().close()
 
 
+# A GNU long name or link, or a PAX record set: real ones are bytes to kilobytes, and
+# tarfile reads each whole into memory, so a header claiming gigabytes is refused first.
+MAX_TAR_METADATA = 1 << 20
+_METADATA_TYPES = (b"L", b"K", b"x", b"g", b"X")  # GNU long name, long link, PAX, PAX global, Solaris
+_bounded_tarinfo: type | None = None
+
+
+def bounded_tarinfo() -> type:
+    """tarfile.TarInfo refusing an oversized metadata record before it is read."""
+    global _bounded_tarinfo
+    if _bounded_tarinfo is None:
+        import tarfile
+
+        class BoundedTarInfo(tarfile.TarInfo):
+            def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+                if self.type in _METADATA_TYPES and self.size > MAX_TAR_METADATA:
+                    raise TarexportError(
+                        f"tar metadata record at offset {self.offset} declares {self.size} bytes,"
+                        f" over the {MAX_TAR_METADATA}-byte limit"
+                    )
+                return super()._proc_member(archive)  # type: ignore[misc]
+
+        _bounded_tarinfo = BoundedTarInfo
+    return _bounded_tarinfo
+
+
+def starts_like_tar(path: str) -> bool:
+    """Does the file begin with a valid tar header? One block, nothing read beyond it
+    (tarfile.is_tarfile reads the first member's metadata records whole)."""
+    import tarfile
+
+    with open(path, "rb") as handle:
+        block = handle.read(512)
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
 class TarContainer(Container):
     """Members of an uncompressed tar file, indexed by a single header scan."""
 
@@ -131,14 +171,16 @@ class TarContainer(Container):
         import tarfile  # here: layer jobs given a planned offset never index the archive
 
         try:
-            with tarfile.open(self.path, "r:") as archive:
+            with tarfile.open(self.path, "r:", tarinfo=bounded_tarinfo()) as archive:
                 for info in archive:
                     try:
                         name = clean_member(info.name.rstrip("/") or ".", label)
                     except TarexportError:
                         continue  # unsafe names are never addressable; nothing refers to them safely
                     self.members[name] = info  # later entries win, as when extracting
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except TarexportError as error:
+            raise located(error, source=label) from None
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:  # ValueError: garbage sparse maps
             raise TarexportError(f"is not a readable tar archive ({exc})", source=label) from None
 
     def _resolve(self, member: str) -> tarfile.TarInfo:

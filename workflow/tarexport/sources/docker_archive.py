@@ -71,8 +71,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
                 raise TarexportError(
                     f"RepoTags entry {tag_text!r} is not name:tag", source=source, member="manifest.json"
                 )
-            if ref not in image.tags:
-                image.tags.append(ref)
+            image.add_tag(ref)
     return list(images.values())
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tarfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import TarexportError, located
 from ..reference import Reference
 from .base import BlobRef, LayerRef, SourceImage
-from .containers import Container, DirectoryContainer, TarContainer
+from .containers import Container, DirectoryContainer, TarContainer, starts_like_tar
 from .docker_archive import images_from_manifest
 from .oci_layout import LayoutContents, LayoutReader, images_from_layout
 
@@ -34,7 +33,7 @@ def detect_type(spec: SourceSpec) -> str:
     if os.path.isdir(spec.resolved):
         return "oci-layout"
     if os.path.isfile(spec.resolved):
-        if tarfile.is_tarfile(spec.resolved):
+        if starts_like_tar(spec.resolved):
             return "docker-archive"
         raise TarexportError(
             "is neither an OCI layout directory nor an uncompressed docker-save tar archive", source=spec.path
@@ -122,7 +121,8 @@ def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContent
                 images.append(image)
                 by_id[image.image_id] = image
             else:
-                known.tags.extend(t for t in image.tags if t not in known.tags)
+                for tag in image.tags:
+                    known.add_tag(tag)
                 known.parent = known.parent or image.parent
     elif not images:
         raise TarexportError(
