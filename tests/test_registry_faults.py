@@ -238,3 +238,19 @@ def test_a_body_trickled_forever_is_cut_at_its_time_limit() -> None:
     with pytest.raises(TarexportError, match=r"took over 0\.3 s to arrive"):
         read_bounded(Trickle(), 1 << 20, 0.3, "the token answer", "registry example")
     assert time.monotonic() - start < 2
+
+
+def test_a_content_length_that_is_not_a_number_means_an_unknown_size() -> None:
+    """It was int()ed as it came: a ValueError traceback. The blob's own size and digest
+    (from its descriptor) are checked anyway."""
+    import io
+    import typing
+
+    from tarexport.sources.download import ResumingDownload
+
+    class Response(io.BytesIO):
+        headers: typing.ClassVar[dict[str, str]] = {"Content-Length": "12abc"}
+
+    download = ResumingDownload(lambda offset: Response(b"layer bytes!"[offset:]), "sha256:x", "registry", 0)
+    assert download.size == -1
+    assert download.read() == b"layer bytes!"

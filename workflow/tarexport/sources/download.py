@@ -53,7 +53,8 @@ class ResumingDownload(io.RawIOBase):
         self.position = 0
         self.resumed = 0  # how many times the connection was re-opened
         self._response: Any = open_at(0)
-        self.size = int(self._response.headers.get("Content-Length", "-1"))
+        length = str(self._response.headers.get("Content-Length", "")).strip()
+        self.size = int(length) if length.isdigit() else -1  # unknown: the descriptor's size is checked anyway
         self._started = self._reported = time.monotonic()
         self._said_progress = False
 
