@@ -9,8 +9,8 @@ import json
 import os
 import time
 
-from tarexport.pipeline import prepare
 from tarexport.sources import containers
+from tarexport.startup import prepare
 from tests.imagefactory import LayoutEntry, make_image, sha, write_oci_layout
 from tests.workflowrun import ROOT
 

@@ -3,6 +3,7 @@ the same archive as from a layout, each blob downloaded once, auth and TLS."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 
@@ -109,16 +110,26 @@ def one_line(output: str) -> str:
     return lines[0]
 
 
-def failed_line(work: str, **config: object) -> str:
-    """Export with `config` in a new directory `work`, expecting failure: its one error line."""
+def failed_line(work: str, secrets: tuple[str, ...] = (), **config: object) -> str:
+    """Export with `config` in a new directory `work`, expecting failure: its one error line.
+    No secret may be in the output or in any file the failed run wrote."""
     os.makedirs(work, exist_ok=True)
     run = snakemake(work, configfile=write_config(work, **config))
     assert run.returncode != 0
+    for secret in secrets:
+        assert secret not in run.output
+        assert_secret_nowhere(work, secret)
     return one_line(run.output)
 
 
+def basic_secrets(user: str, password: str) -> tuple[str, str]:
+    """A password, and the form it travels in (HTTP Basic)."""
+    return password, base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def assert_secret_nowhere(work: str, secret: str) -> None:
-    """Not in any file of the work directory: Snakemake's metadata, logs, build files, the archive."""
+    """Not in any file of the work directory: Snakemake's metadata, logs, build files, the
+    archive, the job scripts Snakemake writes."""
     for directory, _, files in os.walk(work):
         for file in files:
             with open(os.path.join(directory, file), "rb") as handle:
@@ -140,11 +151,15 @@ def test_basic_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         source = source_of(server, username_env="TX_USER", password_env="TX_PASSWORD")
         name = f"{server.host}/bench/a:1"
         monkeypatch.setenv("TX_USER", "alice")
-        monkeypatch.setenv("TX_PASSWORD", "wrong")
+        monkeypatch.setenv("TX_PASSWORD", "wr0ng-pa55")
         bad = str(tmp_path / "bad")
-        assert "401" in failed_line(bad, sources=[source], images=[name])
+        assert "401" in failed_line(bad, basic_secrets("alice", "wr0ng-pa55"), sources=[source], images=[name])
         assert not os.path.exists(archive(bad))
         monkeypatch.setenv("TX_PASSWORD", secret)
+        # the right password, then a failure (a missing image): the secret is nowhere either
+        missing = str(tmp_path / "missing")
+        line = failed_line(missing, basic_secrets("alice", secret), sources=[source], images=[name + "-gone"])
+        assert "bench/a:1-gone" in line
         good = str(tmp_path / "good")
         os.makedirs(good)
         run = export(good, sources=[source], images=[name])
@@ -181,10 +196,17 @@ def test_token_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         name = f"{server.host}/bench/a:1"
         source = source_of(server, username_env="TX_USER", password_env="TX_PASSWORD")
         monkeypatch.setenv("TX_USER", "alice")
-        monkeypatch.setenv("TX_PASSWORD", "nope")
-        line = failed_line(str(tmp_path / "bad"), sources=[source], images=[name])
+        monkeypatch.setenv("TX_PASSWORD", "n0pe-pa55")
+        line = failed_line(str(tmp_path / "bad"), basic_secrets("alice", "n0pe-pa55"), sources=[source], images=[name])
         assert "auth server answered 401 (refused the credentials)" in line
         monkeypatch.setenv("TX_PASSWORD", "t0ken-pa55")
+        # tokens granted, then a failure (a missing image): neither password nor token anywhere
+        tokens.issued.clear()
+        missing = str(tmp_path / "missing")
+        failed_line(missing, sources=[source], images=[f"{server.host}/bench/gone:1"])
+        assert tokens.issued
+        for secret in (*basic_secrets("alice", "t0ken-pa55"), *tokens.issued):
+            assert_secret_nowhere(missing, secret)
         tokens.requests.clear()
         good = str(tmp_path / "good")
         os.makedirs(good)
@@ -286,6 +308,40 @@ def test_a_missing_credential_helper(layout: str, tmp_path, monkeypatch: pytest.
         monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
         line = failed_line(str(tmp_path / "work"), sources=[source_of(server)], images=[f"{server.host}/bench/a:1"])
         assert "credential helper docker-credential-txabsent is not on PATH" in line
+    finally:
+        server.stop()
+
+
+def test_a_helper_failing_after_printing_its_secret_leaves_it_nowhere(
+    layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure is reported by the helper's exit status; what it printed (here, the
+    secret) is in no message and no file."""
+    import json
+
+    secret = "l3aked-by-helper"
+    server = Registry(user=("alice", secret))
+    try:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        helper = bin_dir / "docker-credential-txleak"
+        helper.write_text(
+            "#!/bin/sh\nread server\n"
+            f'printf \'{{"ServerURL":"%s","Username":"alice","Secret":"{secret}"}}\' "$server"\n'
+            f"echo 'Authorization: Basic {basic_secrets('alice', secret)[1]}' >&2\nexit 3\n"
+        )
+        helper.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        (tmp_path / "config.json").write_text(json.dumps({"credsStore": "txleak"}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+        monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+        line = failed_line(
+            str(tmp_path / "work"),
+            basic_secrets("alice", secret),
+            sources=[source_of(server)],
+            images=[f"{server.host}/bench/a:1"],
+        )
+        assert "docker-credential-txleak" in line and "exit status 3" in line, line
     finally:
         server.stop()
 

@@ -254,3 +254,79 @@ def test_a_content_length_that_is_not_a_number_means_an_unknown_size() -> None:
     download = ResumingDownload(lambda offset: Response(b"layer bytes!"[offset:]), "sha256:x", "registry", 0)
     assert download.size == -1
     assert download.read() == b"layer bytes!"
+
+
+def test_an_endless_chunked_body_is_cut_at_its_announced_size() -> None:
+    """A body sent chunked (which makes HTTP ignore Content-Length) that never ends, under
+    a Content-Length that matches the descriptor: read through the real http.client, it is
+    refused once past the announced size, not read forever."""
+    import http.server
+    import threading
+    import urllib.request
+
+    from tarexport.errors import TarexportError
+    from tarexport.sources.download import ResumingDownload
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v2/x/blobs/sha256:0"
+        download = ResumingDownload(lambda offset: urllib.request.urlopen(url, timeout=5), "sha256:0", "registry x", 0)
+        with pytest.raises(TarexportError, match="registry sent more than the 1000 bytes it announced for sha256:0"):
+            for _ in range(1000):  # 64 MiB at most, should the cut fail
+                download.read(1 << 16)
+        assert download.position <= 1000
+    finally:
+        server.shutdown()
+
+
+def test_a_blob_trickled_forever_is_resumed_then_refused() -> None:
+    """A server sending a byte at a time never trips the socket timeout: a download slower
+    than the minimum rate over a whole `timeout` window is resumed on a new connection, and
+    refused on one line after `retries` such stalls, in bounded time."""
+    import io
+    import time
+    import typing
+
+    from tarexport.errors import TarexportError
+    from tarexport.sources.download import ResumingDownload
+
+    opened: list[int] = []
+
+    class Trickle(io.RawIOBase):
+        headers: typing.ClassVar[dict[str, str]] = {"Content-Length": "100000000"}
+        status = 200
+
+        def readinto(self, buffer: typing.Any) -> int:
+            time.sleep(0.02)
+            buffer[0] = 0x20
+            return 1
+
+    def open_at(offset: int) -> Trickle:
+        opened.append(offset)
+        return Trickle()
+
+    download = ResumingDownload(open_at, "sha256:slow", "registry x", 2, timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(TarexportError, match=r"stalled at byte \d+ of 100000000: slower than 16 KiB/s for 0.3 s, 3"):
+        while time.monotonic() - start < 10:  # should the limit fail
+            download.read(1 << 16)
+    assert time.monotonic() - start < 3
+    assert len(opened) == 3 and opened[1] > 0  # resumed where it was, twice

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -21,7 +22,7 @@ from tests.imagefactory import (
     write_oci_layout,
 )
 from tests.test_hostile import assert_sources_untouched, snapshot
-from tests.workflowrun import export, sha256_file, snakemake, write_config
+from tests.workflowrun import SNAKEFILE, export, run_measured, sha256_file, snakemake, write_config
 
 IMAGE = make_image([{"a": b"A"}])
 TAG = "paths:1"
@@ -145,3 +146,83 @@ def test_configurations_sharing_a_build_dir_keep_their_own_v1_json(tmp_path) -> 
         os.makedirs(alone)
         export(alone, sources=[layout], images=[f"{os_name}:1"])
         assert archives[os_name] == sha256_file(os.path.join(alone, "results", "images.tar")), os_name
+
+
+def test_a_failed_plan_removes_our_archive_of_another_configuration_but_not_in_a_dry_run(tmp_path) -> None:
+    """Planning fails (a typo'd image): no job runs, yet the archive of the earlier
+    configuration must not stay at `output`. A dry run leaves it; a real run removes it;
+    an output refused as a source is never removed."""
+    src = str(tmp_path / "src")
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    write_oci_layout(src, [LayoutEntry(IMAGE, [TAG])])
+    export(work, sources=[src], images=[TAG])
+    output = os.path.join(work, "results", "images.tar")
+    typo = write_config(work, sources=[src], images=["paths:2"])
+
+    dry = snakemake(work, "-n", configfile=typo)
+    lines = [line for line in dry.output.splitlines() if line.startswith("tarexport: error:")]
+    assert dry.returncode != 0 and lines and "paths:2" in lines[0] and "Traceback" not in dry.output, dry.output
+    assert os.path.isfile(output) and "removed" not in dry.output
+
+    run = snakemake(work, configfile=typo)
+    lines = [line for line in run.output.splitlines() if line.startswith("tarexport: error:")]
+    assert run.returncode != 0 and lines and "paths:2" in lines[0], run.output[-3000:]
+    assert "tarexport: removed results/images.tar" in run.output and not os.path.exists(output)
+
+    # asked for by file name, the same error
+    by_name = snakemake(work, "results/images.tar", configfile=typo)
+    assert by_name.returncode != 0 and "tarexport: error: no such image: paths:2" in by_name.output
+
+    # a bare `snakemake` (no target) means `snakemake export`: the same error, then the archive
+    bare = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "--configfile"]
+    run = run_measured([*bare, typo], work, 600)
+    assert run.returncode != 0 and "tarexport: error: no such image: paths:2" in run.output, run.output[-3000:]
+    run = run_measured([*bare, write_config(work, sources=[src], images=[TAG])], work, 600)
+    assert run.returncode == 0 and os.path.isfile(output), run.output[-3000:]
+
+    # the same failure with our archive now at a path that is also a source: kept
+    run = snakemake(work, configfile=write_config(work, sources=[src, output], images=["paths:2"]))
+    assert run.returncode != 0 and "is this source" in run.output and os.path.isfile(output), run.output[-3000:]
+
+
+@pytest.mark.parametrize("linked", ["layers", "docker/v1-id-directory", "oci/manifests"])
+def test_build_dir_directories_that_are_symlinks_are_refused(tmp_path, linked: str) -> None:
+    """The export writes and removes files in its build directories: one that is a symlink
+    to elsewhere would be written through. Refused on one line, nothing written there; the
+    build directory itself may be a symlink."""
+    src = str(tmp_path / "src")
+    work = str(tmp_path / "work")
+    elsewhere = str(tmp_path / "elsewhere")
+    os.makedirs(elsewhere)
+    with open(os.path.join(elsewhere, "precious.tmp"), "wb") as handle:
+        handle.write(b"keep")
+    write_oci_layout(src, [LayoutEntry(IMAGE, [TAG])])
+    real_build = str(tmp_path / "real-build")
+    os.makedirs(os.path.dirname(os.path.join(real_build, linked)), exist_ok=True)
+    os.symlink(elsewhere, os.path.join(real_build, linked))
+    os.makedirs(work)
+    os.symlink(real_build, os.path.join(work, "build"))
+    run = snakemake(work, configfile=write_config(work, sources=[src], images=[TAG]))
+    lines = [line for line in run.output.splitlines() if line.startswith("tarexport: error:")]
+    assert run.returncode != 0 and lines and "Traceback" not in run.output, run.output[-3000:]
+    assert f"build/{linked} is a symbolic link" in lines[0], lines[0]
+    assert os.listdir(elsewhere) == ["precious.tmp"]
+
+    os.unlink(os.path.join(real_build, linked))  # the build directory through its own link is fine
+    export(work, sources=[src], images=[TAG])
+    assert os.path.isdir(os.path.join(real_build, "layers")) and os.listdir(elsewhere) == ["precious.tmp"]
+
+
+@pytest.mark.parametrize("key", ["output", "build_dir"])
+def test_braces_in_write_paths_are_one_line(tmp_path, key: str) -> None:
+    src = write_oci_layout(str(tmp_path / "src"), [LayoutEntry(IMAGE, [TAG])])
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    run = snakemake(work, configfile=write_config(work, sources=[src], images=[TAG], **{key: "out/{image}.tar"}))
+    lines = [line for line in run.output.splitlines() if line.startswith("tarexport: error:")]
+    assert run.returncode != 0 and lines and "Traceback" not in run.output, run.output[-3000:]
+    assert lines[0] == (
+        f"tarexport: error: config key {key}: out/{{image}}.tar has a brace, which Snakemake reads as a wildcard;"
+        " choose a path without"
+    )

@@ -68,6 +68,7 @@ class TokenServer:
         self.issuer = issuer
         self.requests: list[dict[str, Any]] = []
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
+        self.issued: list[str] = []  # every bearer token handed out, for secret scans
         self._lock = threading.Lock()
         self.base = tempfile.mkdtemp(prefix="txt", dir="/tmp")
         self.key_file = os.path.join(self.base, "token.key")
@@ -119,6 +120,8 @@ class TokenServer:
             "access": access,
         }
         token = self.sign(claims)
+        with self._lock:
+            self.issued.append(token)
         return {"token": token, "access_token": token, "expires_in": EXPIRES_IN, "issued_at": _rfc3339(now)}
 
     def new_refresh_token(self, user: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,6 +23,8 @@ SNAKEFILE = os.path.join(ROOT, "Snakefile")
 class Run:
     returncode: int
     output: str  # stdout and stderr together
+    max_rss_mib: float = 0.0  # the largest resident set of Snakemake and any of its jobs
+    seconds: float = 0.0  # wall clock
 
     @property
     def jobs(self) -> Counter[str]:
@@ -48,8 +53,47 @@ def snakemake(workdir: str, *args: str, configfile: str = "", cwd: str = "", tim
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", workdir, "export", *args]
     if configfile:
         command += ["--configfile", configfile]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd or workdir)
-    return Run(result.returncode, result.stdout + result.stderr)
+    return run_measured(command, cwd or workdir, timeout)
+
+
+def run_measured(command: list[str], cwd: str, timeout: float) -> Run:
+    """Run `command`, with its wall time and the peak memory of its whole process tree:
+    wait4 reports the larger of the child's own peak and that of every descendant it
+    waited for (Snakemake waits for its jobs)."""
+    start = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    streams: dict[str, str] = {}
+
+    def drain(name: str, stream: object) -> None:
+        streams[name] = stream.read()  # type: ignore[attr-defined]
+
+    readers = [
+        threading.Thread(target=drain, args=(name, stream), daemon=True)
+        for name, stream in (("out", process.stdout), ("err", process.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    killed = threading.Event()
+
+    def kill() -> None:  # the whole tree: a job left running would hold the pipes open
+        killed.set()
+        os.killpg(process.pid, signal.SIGKILL)
+
+    killer = threading.Timer(timeout, kill)
+    killer.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        killer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join(timeout=60)
+    seconds = time.monotonic() - start
+    if killed.is_set():
+        raise subprocess.TimeoutExpired(command, timeout, streams.get("out", ""), streams.get("err", ""))
+    return Run(process.returncode, streams.get("out", "") + streams.get("err", ""), usage.ru_maxrss / 1024, seconds)
 
 
 def export(workdir: str, *args: str, **config: object) -> Run:

@@ -9,6 +9,25 @@ from __future__ import annotations
 import hashlib
 import os
 
+# Every directory the export writes into, below build_dir (and the docker/<v1 id>
+# directories inside "docker"): checked to be real directories before a run.
+DIRECTORIES = (
+    "layers",
+    "blobs",
+    "configs",
+    "docker",
+    "oci",
+    "oci/manifests",
+    "oci/indexes",
+    "plan",
+    "logs",
+    "benchmarks",
+    "registry",
+    "registry/blobs",
+    "registry/blobs/sha256",
+    "pycache",
+)
+
 
 def layer(build_dir: str, diff_hex: str) -> str:
     return os.path.join(build_dir, "layers", diff_hex + ".tar")
@@ -57,6 +76,12 @@ def oci_index(build_dir: str) -> str:
 def oci_image_index(build_dir: str, index_hex: str) -> str:
     """Our copy of a multi-platform index, named by the source index's digest."""
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
+
+
+def plan_record(build_dir: str) -> str:
+    """Where the export job records the plan digest of the archive it wrote, and which file
+    that archive is."""
+    return os.path.join(build_dir, "export.plan")
 
 
 def plan_file(build_dir: str, name: str) -> str:

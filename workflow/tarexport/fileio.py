@@ -206,11 +206,13 @@ def write_plan_record(record: str, plan_digest: str, output: str) -> None:
     write_atomically(record, f"{plan_digest}\n{file_identity(output)}\n".encode())
 
 
-def remove_stale_output(output: str, record: str, plan_digest: str) -> bool:
-    """Remove an archive made for another plan, so that a failed run never leaves an archive
-    that does not match the configuration. Only an archive this project wrote, unchanged
-    since (its record names the very file), is removed: never a file someone else put
-    there. True if removed."""
+def remove_stale_output(output: str, record: str, plan_digest: str = "") -> bool:
+    """Remove an archive made for another plan (any plan, when `plan_digest` is empty: this
+    configuration has none), so that a failed run never leaves an archive that does not
+    match the configuration. Only an archive this project wrote, unchanged since (its
+    record names the very file), is removed: never a file someone else put there. The
+    record goes with it, so that a file later given the same inode is not taken for ours.
+    True if removed."""
     if not os.path.isfile(output):
         return False
     try:
@@ -218,7 +220,8 @@ def remove_stale_output(output: str, record: str, plan_digest: str) -> bool:
             recorded_plan, recorded_file = ([*handle.read().split(), "", ""])[:2]
     except OSError:
         return False
-    if recorded_plan == plan_digest or recorded_file != file_identity(output):
+    if (plan_digest and recorded_plan == plan_digest) or recorded_file != file_identity(output):
         return False
     os.unlink(output)
+    os.unlink(record)
     return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from . import buildpaths
 from .errors import TarexportError
 
 
@@ -23,6 +24,11 @@ def check_write_paths(output: str, build_dir: str, sources: list[tuple[str, str]
     `sources` are (as configured, absolute path) of the local sources; paths are
     resolved through symlinks, so a link to a source counts as the source.
     """
+    for key, path in (("output", output), ("build_dir", build_dir)):
+        if "{" in path or "}" in path:
+            raise TarexportError(
+                f"config key {key}: {path} has a brace, which Snakemake reads as a wildcard; choose a path without"
+            )
     real_output = os.path.realpath(os.path.join(workdir, output))
     real_build = os.path.realpath(os.path.join(workdir, build_dir))
     if os.path.isdir(real_output):
@@ -48,3 +54,32 @@ def check_write_paths(output: str, build_dir: str, sources: list[tuple[str, str]
                 " choose another build_dir",
                 source=configured,
             )
+
+
+def check_build_dir(build_dir: str, workdir: str) -> None:
+    """Refuse a build directory whose own directories are symlinks (or not directories).
+
+    The export writes, renames and removes files in them, and never makes a symlink
+    there: a `layers` linked elsewhere would be written through, its temporary files
+    removed. `build_dir` itself may be a symlink (a cache on a bigger disk); its
+    resolved place was checked against the sources.
+    """
+    root = os.path.realpath(os.path.join(workdir, build_dir))
+    for name in buildpaths.DIRECTORIES:
+        path = os.path.join(root, name)
+        if os.path.islink(path):
+            raise TarexportError(
+                f"config key build_dir: {os.path.join(build_dir, name)} is a symbolic link; the export writes"
+                " and removes files there, so it must be a directory: remove the link"
+            )
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise TarexportError(f"config key build_dir: {os.path.join(build_dir, name)} is not a directory; remove it")
+        if name == "pycache" or not os.path.isdir(path):
+            continue
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    raise TarexportError(
+                        f"config key build_dir: {os.path.join(build_dir, name, entry.name)} is a symbolic link,"
+                        " which the export never makes; remove it"
+                    )

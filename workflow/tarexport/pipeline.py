@@ -24,9 +24,8 @@ from .formats import docker_legacy, oci
 from .formats.saveindex import ManifestEntry, manifest_json, parent_link, repositories_json
 from .layerfiles import WHOLE_HASH_LIMIT, record_path
 from .linklayer import checked_blob_path
-from .pathsafety import check_write_paths
-from .plan import Plan, PlannedImage, build_catalog, make_plan
-from .settings import Settings, load_settings
+from .plan import Plan, PlannedImage
+from .settings import Settings
 from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
 from .tarball import Entry, Sink, write_tar
 
@@ -445,8 +444,7 @@ class Pipeline:
 
     @property
     def plan_record(self) -> str:
-        """Where the export job records the plan digest of the archive it wrote."""
-        return os.path.join(self.build_dir, "export.plan")
+        return buildpaths.plan_record(self.build_dir)
 
     def archive_inputs(self) -> list[str]:
         return list(self._archive_inputs)
@@ -527,12 +525,3 @@ def _parents(images: list[PlannedImage]) -> dict[str, str]:
 def _layer_sources(planned: PlannedImage) -> dict[str, ForeignSource]:
     """manifest.json's LayerSources: where each foreign layer officially comes from."""
     return {layer.diff_id: layer.foreign for layer in planned.image.layers if layer.foreign is not None}
-
-
-def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
-    settings = load_settings(config, schema_path, workdir)
-    local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
-    check_write_paths(settings.output, settings.build_dir, local, workdir)
-    cache = os.path.join(workdir, settings.build_dir, "registry")  # verified manifests and configs
-    catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all", settings.images, cache)
-    return Pipeline(settings, make_plan(catalog, settings.images))

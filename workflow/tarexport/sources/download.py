@@ -19,6 +19,11 @@ from ..errors import TarexportError
 
 MIB = 1 << 20
 PIECE = 256 << 10
+# A download slower than this over a whole `timeout` window is taken for stalled (a server
+# trickling a byte at a time never trips the socket timeout) and resumed on a new
+# connection; more stalls than `retries` end it. So a blob's download time is bounded by
+# its size: at most size / MIN_RATE, plus the windows lost to stalls.
+MIN_RATE = 16 << 10  # bytes per second
 
 
 def backoff(attempt: int, retry_after: str | None = None) -> float:
@@ -43,6 +48,7 @@ class ResumingDownload(io.RawIOBase):
         label: str,
         retries: int,
         progress_interval: float = 0.0,
+        timeout: float = 60.0,
     ):
         super().__init__()
         self._open_at = open_at
@@ -57,6 +63,9 @@ class ResumingDownload(io.RawIOBase):
         self.size = int(length) if length.isdigit() else -1  # unknown: the descriptor's size is checked anyway
         self._started = self._reported = time.monotonic()
         self._said_progress = False
+        self.timeout = timeout
+        self.stalls = 0
+        self._window = (self._started, 0)  # when the current rate window began, and at which byte
 
     def readable(self) -> bool:
         return True
@@ -71,6 +80,12 @@ class ResumingDownload(io.RawIOBase):
                 count = self._response.readinto(memoryview(buffer)[:PIECE])
                 if count == 0 and 0 <= self.position < self.size:
                     raise http.client.IncompleteRead(b"", self.size - self.position)
+                if 0 <= self.size < self.position + count:  # an endless (chunked) body, say
+                    raise TarexportError(
+                        f"registry sent more than the {self.size} bytes it announced for {self.name}",
+                        source=self.label,
+                    )
+                self._check_rate(count)
             except (OSError, http.client.HTTPException) as error:
                 if failures >= self.retries:
                     raise TarexportError(
@@ -88,9 +103,29 @@ class ResumingDownload(io.RawIOBase):
             self._progress(done=count == 0)
             return count
 
+    def _check_rate(self, count: int) -> None:
+        """Raise TimeoutError (retried like a broken connection) when a whole `timeout`
+        window gave less than MIN_RATE; a TarexportError past `retries` such stalls."""
+        now = time.monotonic()
+        began, at = self._window
+        if now - began < self.timeout:
+            return
+        if self.position + count - at < MIN_RATE * (now - began):
+            self.stalls += 1
+            if self.stalls > self.retries:
+                raise TarexportError(
+                    f"download of {self.name} stalled at byte {self.position} of {self.size}: slower than"
+                    f" {MIN_RATE >> 10} KiB/s for {self.timeout:g} s, {self.stalls} times; check the network,"
+                    " or raise timeout",
+                    source=self.label,
+                )
+            raise TimeoutError(f"slower than {MIN_RATE >> 10} KiB/s for {now - began:.0f} s")
+        self._window = (now, self.position + count)
+
     def _reopen(self) -> Any:
         """The rest of the body from `position` on, by a new request."""
         self.resumed += 1
+        self._window = (time.monotonic(), self.position)
         response = self._open_at(self.position)
         if response.status == 206:
             match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))

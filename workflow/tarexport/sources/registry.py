@@ -294,7 +294,12 @@ class RegistryContainer(Container):
             return self._send(urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {}))
 
         download = ResumingDownload(
-            open_at, "sha256:" + match.group(1), self.label, self.settings.retries, self.settings.progress_interval
+            open_at,
+            "sha256:" + match.group(1),
+            self.label,
+            self.settings.retries,
+            self.settings.progress_interval,
+            self.settings.timeout,
         )
         return io.BufferedReader(download, 1 << 20), download.size  # type: ignore[return-value]
 

@@ -1,0 +1,84 @@
+"""What the Snakefile gets when it is parsed: a planned export, or why there is none.
+
+A plan that fails (a typo'd image, a source gone) must still not leave the archive of an
+earlier configuration at `output`. Whether this run is a dry run is unknown while the
+Snakefile is parsed (Snakemake learns its executor later), so the failure is kept here and
+acted on when the target is asked for: by then a dry run is known, and leaves files alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from . import buildpaths
+from .errors import TarexportError
+from .fileio import remove_stale_output
+from .pathsafety import check_build_dir, check_write_paths
+from .pipeline import Pipeline
+from .plan import build_catalog, make_plan
+from .settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class FailedPlan:
+    """No export for this configuration. `stale_output` is set only once the write paths
+    passed their checks: an output that is a source is never removed."""
+
+    message: str
+    stale_output: str = ""
+    plan_record: str = ""
+
+    def refuse(self, dry_run: bool) -> NoReturn:
+        """Remove an archive of another configuration (not in a dry run), then stop with
+        the one-line error."""
+        if self.stale_output and not dry_run and remove_stale_output(self.stale_output, self.plan_record, ""):
+            print(f"tarexport: removed {self.stale_output}: made from another configuration", file=sys.stderr)
+        raise SystemExit(self.message)
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, OSError):  # an unreadable source: still one line, no traceback
+        return f"tarexport: error: {error.filename or ''}: {error.strerror or error}"
+    return f"tarexport: error: {error}"
+
+
+def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
+    """The configuration, validated, with its write paths checked against its sources."""
+    settings = load_settings(config, schema_path, workdir)
+    local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
+    check_write_paths(settings.output, settings.build_dir, local, workdir)
+    check_build_dir(settings.build_dir, workdir)
+    return settings
+
+
+def planned(settings: Settings, workdir: str) -> Pipeline:
+    cache = os.path.join(workdir, settings.build_dir, "registry")  # verified manifests and configs
+    catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all", settings.images, cache)
+    return Pipeline(settings, make_plan(catalog, settings.images))
+
+
+def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
+    """The planned export; a user mistake raises TarexportError."""
+    return planned(checked_settings(config, schema_path, workdir), workdir)
+
+
+def plan_export(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline | FailedPlan:
+    """What the Snakefile runs: the plan with its files written, or the one-line failure
+    (with the archive it may remove, once the write paths are known to be safe)."""
+    try:
+        settings = checked_settings(config, schema_path, workdir)
+    except (TarexportError, OSError) as error:
+        return FailedPlan(_message(error))
+    try:
+        pipeline = planned(settings, workdir)
+        pipeline.write_plan_files()
+    except (TarexportError, OSError) as error:
+        return FailedPlan(
+            _message(error),
+            stale_output=settings.output,  # relative to the work directory, as Snakemake runs in it
+            plan_record=buildpaths.plan_record(settings.build_dir),
+        )
+    return pipeline
