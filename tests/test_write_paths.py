@@ -79,15 +79,20 @@ def test_write_paths_that_would_touch_a_source_are_refused(tmp_path, case: str) 
     assert_sources_untouched(before, work, str(tmp_path))
 
 
-def test_the_stale_check_removes_only_an_archive_it_wrote(tmp_path) -> None:
-    """A failed run after a change removes our old archive, but not a file someone else
-    put at the output path since."""
-    src = str(tmp_path / "src")
-    work = str(tmp_path / "work")
+def exported_once(root: str) -> tuple[str, str, str]:
+    """A layout, a work directory, and the archive exported there from the layout."""
+    src = os.path.join(root, "src")
+    work = os.path.join(root, "work")
     os.makedirs(work)
     write_oci_layout(src, [LayoutEntry(IMAGE, [TAG])])
     export(work, sources=[src], images=[TAG])
-    output = os.path.join(work, "results", "images.tar")
+    return src, work, os.path.join(work, "results", "images.tar")
+
+
+def test_the_stale_check_removes_only_an_archive_it_wrote(tmp_path) -> None:
+    """A failed run after a change removes our old archive, but not a file someone else
+    put at the output path since."""
+    src, work, output = exported_once(str(tmp_path))
 
     def break_the_source() -> str:
         """The tag moves to an image whose layer blob is damaged: the next run fails in a job."""
@@ -152,12 +157,7 @@ def test_a_failed_plan_removes_our_archive_of_another_configuration_but_not_in_a
     """Planning fails (a typo'd image): no job runs, yet the archive of the earlier
     configuration must not stay at `output`. A dry run leaves it; a real run removes it;
     an output refused as a source is never removed."""
-    src = str(tmp_path / "src")
-    work = str(tmp_path / "work")
-    os.makedirs(work)
-    write_oci_layout(src, [LayoutEntry(IMAGE, [TAG])])
-    export(work, sources=[src], images=[TAG])
-    output = os.path.join(work, "results", "images.tar")
+    src, work, output = exported_once(str(tmp_path))
     typo = write_config(work, sources=[src], images=["paths:2"])
 
     dry = snakemake(work, "-n", configfile=typo)
