@@ -164,3 +164,36 @@ def test_the_seed_itself_loads(tmp_path) -> None:
     contents = load_images(SourceSpec(layout, layout), "linux/amd64")
     assert [image.image_id for image in contents.images] == [SEED.image_id]
     assert sha(SEED.config) == SEED.image_id
+
+
+@settings(max_examples=200, deadline=5000)
+@given(
+    parts=st.lists(st.binary(max_size=3000), min_size=1, max_size=40),
+    levels=st.lists(st.integers(0, 9), min_size=1, max_size=40),
+    chunk=st.integers(1, 5000),
+    cut=st.integers(0, 64),
+)
+def test_gzip_members_in_any_split(parts: list[bytes], levels: list[int], chunk: int, cut: int) -> None:
+    """Members of any size (empty too), read through any buffer size: every byte, in order;
+    a stream cut inside a member is truncation, never a quiet end or another exception (cut
+    at a member's end, it is a valid shorter stream: the layer's digest tells)."""
+    import gzip
+
+    from tarexport.layers import _gunzip
+
+    members = [gzip.compress(part, levels[i % len(levels)], mtime=0) for i, part in enumerate(parts)]
+    data = b"".join(members)
+    ends = {sum(map(len, members[: i + 1])) for i in range(len(members))}
+
+    def chunks(stream: bytes):
+        for start in range(0, len(stream), chunk):
+            yield stream[start : start + chunk]
+
+    assert b"".join(bytes(piece) for piece in _gunzip(chunks(data))) == b"".join(parts)
+    if 0 < cut < len(data) and len(data) - cut not in ends:  # at a member's end, a shorter stream
+        try:
+            out = b"".join(bytes(piece) for piece in _gunzip(chunks(data[:-cut])))
+        except EOFError as error:
+            assert "truncated" in str(error), error
+        else:
+            raise AssertionError(f"a stream cut by {cut} bytes read quietly ({len(out)} bytes)")
