@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -56,13 +57,36 @@ def snakemake(workdir: str, *args: str, configfile: str = "", cwd: str = "", tim
     return run_measured(command, cwd or workdir, timeout)
 
 
+# Runs the command and writes its peak memory, in KiB, to a file. Measured from here, not
+# from the test process: a child's peak starts at its parent's size when forked (Linux
+# carries it through exec), and pytest grows to hundreds of MiB over a run.
+_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_measured(command: list[str], cwd: str, timeout: float) -> Run:
     """Run `command`, with its wall time and the peak memory of its whole process tree:
     wait4 reports the larger of the child's own peak and that of every descendant it
     waited for (Snakemake waits for its jobs)."""
     start = time.monotonic()
+    descriptor, peak = tempfile.mkstemp(prefix="tx-peak-")
+    os.close(descriptor)
     process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-S", "-c", _MEASURE, peak, *command],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     streams: dict[str, str] = {}
 
@@ -84,16 +108,18 @@ def run_measured(command: list[str], cwd: str, timeout: float) -> Run:
     killer = threading.Timer(timeout, kill)
     killer.start()
     try:
-        _, status, usage = os.wait4(process.pid, 0)
+        process.wait()
+        for reader in readers:
+            reader.join(timeout=60)
+        with open(peak) as handle:
+            peak_kib = int(handle.read() or 0)
     finally:
         killer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    for reader in readers:
-        reader.join(timeout=60)
+        os.unlink(peak)
     seconds = time.monotonic() - start
     if killed.is_set():
         raise subprocess.TimeoutExpired(command, timeout, streams.get("out", ""), streams.get("err", ""))
-    return Run(process.returncode, streams.get("out", "") + streams.get("err", ""), usage.ru_maxrss / 1024, seconds)
+    return Run(process.returncode, streams.get("out", "") + streams.get("err", ""), peak_kib / 1024, seconds)
 
 
 def export(workdir: str, *args: str, **config: object) -> Run:

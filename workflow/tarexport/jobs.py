@@ -14,6 +14,7 @@ from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .layerfiles import verify_layer_file
 from .layers import compression_of
+from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, write_tar
 
 
@@ -21,7 +22,7 @@ def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
     """An image's OCI manifest; sizes are those of the finished build files."""
     config_path = recipe["config"]
     config = oci.Descriptor(
-        oci.CONFIG_TYPE, "sha256:" + os.path.basename(config_path)[: -len(".json")], os.path.getsize(config_path)
+        MediaType.OCI_CONFIG, "sha256:" + os.path.basename(config_path)[: -len(".json")], os.path.getsize(config_path)
     )
     layers = [
         oci.Descriptor(
@@ -40,12 +41,11 @@ def _media_type_of(path: str, declared: str) -> str:
     """A compressed blob stored as the source held it (`layers: keep`) gets the media type its
     bytes have: a source may label plain tar as gzip (skopeo --preserve-digests layouts do),
     and strict readers fail on such a label."""
-    if not path or not declared.endswith(("+gzip", "+zstd")):
+    if not path or layer_compression(declared) in ("", "none"):
         return declared
     with open(path, "rb") as handle:
         kind = compression_of(handle.read(4))
-    base = declared.rsplit("+", 1)[0]
-    return base if kind == "tar" else f"{base}+{kind}"
+    return oci_layer("none" if kind == "tar" else kind, foreign=is_foreign_layer(declared))
 
 
 def _descriptor_of(path: str, media_type: str) -> oci.Descriptor:
@@ -62,7 +62,7 @@ def write_oci_index(entries: list[tuple[str, str, str, str]], output: str) -> No
 
 def write_oci_image_index(platforms: list[tuple[str, dict[str, Any]]], output: str) -> None:
     """A multi-platform index over our manifests: (manifest file, platform) per platform."""
-    children = [(_descriptor_of(path, oci.MANIFEST_TYPE), platform) for path, platform in platforms]
+    children = [(_descriptor_of(path, MediaType.OCI_MANIFEST), platform) for path, platform in platforms]
     write_atomically(output, oci.image_index_bytes(children))
 
 

@@ -11,8 +11,8 @@ from typing import Any, BinaryIO
 from .errors import TarexportError, located
 from .fileio import atomic_link, atomic_output
 from .layerfiles import is_tar_start, write_record
-from .sources.blobs import BlobRef
-from .sources.containers import open_blob
+from .sources.blobs import BlobRef, SourceKind
+from .sources.kinds import open_blob
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -280,7 +280,7 @@ def materialize(
         # A blob stored as it is, from a file: hard-link it instead of copying (where the
         # file system allows), then check it through the link. Snakemake touches outputs,
         # so the source blob's mtime changes too; its content never does.
-        linkable = link and (kind == "tar" or keep_compressed) and blob.source_kind == "oci-layout"
+        linkable = link and (kind == "tar" or keep_compressed) and blob.source_kind == SourceKind.OCI_LAYOUT
         try:
             with (atomic_link.attempt(stream, output) if linkable else None) or atomic_output(output) as out:
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shlex
 from collections.abc import Callable
@@ -17,16 +16,20 @@ from functools import cached_property
 from typing import Any
 
 from . import buildpaths
+from .descriptors import ForeignSource, blob_member
 from .digests import hex_of, sha256_digest
 from .errors import TarexportError
 from .fileio import write_atomically, write_if_changed
-from .formats import docker_legacy, oci
+from .formats import docker_legacy
 from .formats.saveindex import ManifestEntry, manifest_json, parent_link, repositories_json
 from .layerfiles import WHOLE_HASH_LIMIT, record_path
 from .linklayer import checked_blob_path
+from .mediatypes import MediaType, oci_layer
 from .plan import Plan, PlannedImage
 from .settings import Settings
-from .sources.base import BlobRef, ForeignSource, LayerRef, recipe_json
+from .sources.base import BlobRef, LayerRef, recipe_json
+from .sources.blobs import SourceKind
+from .sources.kinds import describe_location
 from .tarball import Entry, Sink, write_tar
 
 RECIPE_INLINE_LIMIT = 16 * 1024  # bytes of a job recipe passed on its command line
@@ -103,7 +106,7 @@ class Pipeline:
             for layer in layers:
                 if not layer.build_file:
                     continue  # a foreign layer left out
-                if layer.media_type == oci.LAYER_TAR:
+                if layer.media_type == MediaType.OCI_LAYER:
                     self.uncompressed_layers.setdefault(hex_of(layer.digest), self.plan.layers[layer.source.diff_id])
                 else:
                     self.kept_blobs.setdefault(hex_of(layer.digest), layer.source)
@@ -114,9 +117,8 @@ class Pipeline:
         if foreign is not None and not foreign.present:
             return self._absent_foreign_layer(layer, foreign)
         if self.settings.layers == "keep" and layer.compression in ("gzip", "zstd") and layer.blob.digest:
-            media_type = oci.LAYER_TYPES[layer.compression]
-            if foreign is not None:  # kept as it is: still non-distributable, with its URLs
-                media_type = oci.FOREIGN_LAYER_TYPES[layer.compression]
+            # kept as it is: a foreign layer still non-distributable, with its URLs
+            media_type = oci_layer(layer.compression, foreign=foreign is not None)
             return OutputLayer(
                 layer.blob.digest,
                 media_type,
@@ -125,7 +127,7 @@ class Pipeline:
                 foreign.urls if foreign else (),
             )
         diff = layer.diff_id
-        return OutputLayer(diff, oci.LAYER_TAR, buildpaths.layer(build, hex_of(diff)), layer)
+        return OutputLayer(diff, MediaType.OCI_LAYER, buildpaths.layer(build, hex_of(diff)), layer)
 
     def _absent_foreign_layer(self, layer: LayerRef, foreign: ForeignSource) -> OutputLayer:
         users = self.plan.layer_users[layer.diff_id]
@@ -143,7 +145,7 @@ class Pipeline:
                 image=users,
                 source=self._label(layer.blob),
             )
-        media_type = oci.FOREIGN_LAYER_TYPES.get(layer.compression or "none", oci.FOREIGN_LAYER_TYPES["none"])
+        media_type = oci_layer(layer.compression or "none", foreign=True)
         return OutputLayer(foreign.digest, media_type, "", layer, foreign.urls)
 
     @property
@@ -155,10 +157,8 @@ class Pipeline:
         return self.settings.format
 
     def _label(self, blob: BlobRef) -> str:
-        if blob.source_kind == "registry":
-            where = json.loads(blob.source_path)
-            return json.loads(where["registry"])["url"] + "/" + where["repository"]
-        return self._labels.get(blob.source_path, blob.source_path)
+        """The source as configured, for messages."""
+        return self._labels.get(blob.source_path) or describe_location(blob.source_kind, blob.source_path)
 
     def _layer_recipe(self, layer: LayerRef) -> str:
         """What a layer job must produce (tracked): its output is named by digest anyway."""
@@ -202,7 +202,7 @@ class Pipeline:
         layer = self.uncompressed_layers[diff_hex]
         blob = layer.blob
         label, images = self._label(blob), self.plan.layer_users[layer.diff_id]
-        if blob.source_kind == "oci-layout" and blob.digest == layer.diff_id and blob.size >= 0:
+        if blob.source_kind == SourceKind.OCI_LAYOUT and blob.digest == layer.diff_id and blob.size >= 0:
             link = "1" if self.settings.link_layers else "0"
             words = ["tarexport_link", blob.source_path, blob.member, str(blob.size), blob.digest, link, label]
             command = _shell_words(*words, images, output)
@@ -214,13 +214,13 @@ class Pipeline:
             recipe, source = self._layer_recipe(layer), str(self._layer_source(layer))
             words = ["--recipe", recipe, "--source", source, "--context", images, "--output", output]
             command = "tarexport layer " + _shell_words(*words)
-        if blob.source_kind == "registry":
+        if SourceKind(blob.source_kind).downloads:
             return f"{command} 2> >(tee {shlex.quote(log)} >&2)"
         return f"{command} 2> {shlex.quote(log)}"
 
     def layer_downloads(self, diff_hex: str) -> int:
         """1 for a job that downloads (counted against `parallel_downloads`), else 0."""
-        return int(self.uncompressed_layers[diff_hex].blob.source_kind == "registry")
+        return int(SourceKind(self.uncompressed_layers[diff_hex].blob.source_kind).downloads)
 
     def layer_is_big(self, diff_hex: str) -> int:
         """1 for a layer job over BIG_LAYER bytes (counted against `big_layers`, the machine's
@@ -243,7 +243,7 @@ class Pipeline:
         return self._layer_recipe(self.kept_blobs[blob_hex])
 
     def blob_downloads(self, blob_hex: str) -> int:
-        return int(self.kept_blobs[blob_hex].blob.source_kind == "registry")
+        return int(SourceKind(self.kept_blobs[blob_hex].blob.source_kind).downloads)
 
     def blob_source(self, blob_hex: str) -> Untracked:
         return self._layer_source(self.kept_blobs[blob_hex])
@@ -345,14 +345,14 @@ class Pipeline:
         for planned in self.plan.images:
             manifest = buildpaths.oci_manifest(self.build_dir, hex_of(planned.image.image_id))
             if not planned.tags:
-                entries.append((manifest, oci.MANIFEST_TYPE, "", ""))
+                entries.append((manifest, MediaType.OCI_MANIFEST, "", ""))
             for tag in planned.tags:
                 index = self.plan.tag_indexes.get(tag)
                 if index is None:
-                    entries.append((manifest, oci.MANIFEST_TYPE, str(tag), tag.tag))
+                    entries.append((manifest, MediaType.OCI_MANIFEST, str(tag), tag.tag))
                 else:
                     path = buildpaths.oci_image_index(self.build_dir, hex_of(index.digest))
-                    entries.append((path, oci.INDEX_TYPE, str(tag), tag.tag))
+                    entries.append((path, MediaType.OCI_INDEX, str(tag), tag.tag))
         return entries
 
     # -------- manifest.json and repositories
@@ -374,9 +374,9 @@ class Pipeline:
             )
         return [
             ManifestEntry(
-                oci.blob_path(p.image.image_id),
+                blob_member(p.image.image_id),
                 [t.familiar() for t in p.tags] or None,
-                [oci.blob_path(layer.digest) for layer in self._layers[h]],
+                [blob_member(layer.digest) for layer in self._layers[h]],
                 hex_of(p.diff_ids[-1]),  # Docker 25+ maps tags to the top layer's diff_id
                 _layer_sources(p),
                 parents.get(p.image.image_id, ""),

@@ -10,6 +10,7 @@ import jsonschema
 import yaml
 
 from .errors import TarexportError
+from .sources.blobs import SourceKind
 from .sources.loading import SourceSpec
 from .sources.registry import RegistrySettings
 
@@ -75,13 +76,13 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
             files = {key: resolve(item[key]) for key in ("ca_file", "cert_file", "key_file") if item.get(key)}
             fields = {k: v for k, v in item.items() if k not in ("type", *files)}
             registry = RegistrySettings(**fields, **files)
-            sources.append(SourceSpec(path=registry.url or "registry", resolved="", type="registry", registry=registry))
+            sources.append(SourceSpec(registry.url or "registry", "", SourceKind.REGISTRY, registry=registry))
             continue
         sources.append(
             SourceSpec(
                 path=item["path"],
                 resolved=resolve(item["path"]),
-                type=item.get("type", ""),
+                type=SourceKind(item["type"]) if item.get("type") else None,
                 repository=item.get("repository", ""),
             )
         )

@@ -14,23 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import buildpaths
+from ..descriptors import CONTAINERD_NAME, OCI_REF_NAME, blob_member
 from ..digests import hex_of, sha256_digest
 from ..errors import TarexportError
 from ..gojson import decode_v1_image, encode_string, encode_value
+from ..mediatypes import MediaType, is_foreign_layer
 from ..tarball import Entry, sort_key
 from .docker_legacy import file_mtime
 from .saveindex import parse_manifest_json
 
 LAYOUT_BYTES = b'{"imageLayoutVersion": "1.0.0"}'
-INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-LAYER_TYPES = {"none": LAYER_TAR, "gzip": LAYER_TAR + "+gzip", "zstd": LAYER_TAR + "+zstd"}
-FOREIGN_TAR = "application/vnd.oci.image.layer.nondistributable.v1.tar"
-FOREIGN_LAYER_TYPES = {"none": FOREIGN_TAR, "gzip": FOREIGN_TAR + "+gzip", "zstd": FOREIGN_TAR + "+zstd"}
-CONTAINERD_NAME = "io.containerd.image.name"
-OCI_REF_NAME = "org.opencontainers.image.ref.name"
 
 
 @dataclass(frozen=True)
@@ -69,15 +62,20 @@ def encode_platform(platform: dict[str, Any]) -> str:
 
 def image_index_bytes(children: list[tuple[Descriptor, dict[str, Any]]]) -> bytes:
     """A multi-platform image index over our manifests, one per platform."""
-    items = ",".join(descriptor.encode(platform=platform) for descriptor, platform in children)
-    return ('{"schemaVersion":2,"mediaType":"' + INDEX_TYPE + '","manifests":[' + items + "]}").encode()
+    return _index_of([descriptor.encode(platform=platform) for descriptor, platform in children])
+
+
+def _index_of(encoded_descriptors: list[str]) -> bytes:
+    """An OCI index as json.Marshal(ocispec.Index) writes it, around descriptors already encoded."""
+    items = ",".join(encoded_descriptors)
+    return ('{"schemaVersion":2,"mediaType":"' + MediaType.OCI_INDEX + '","manifests":[' + items + "]}").encode()
 
 
 def manifest_bytes(config: Descriptor, layers: list[Descriptor]) -> bytes:
     """An OCI image manifest as json.Marshal(ocispec.Manifest) writes it."""
     return (
         '{"schemaVersion":2,"mediaType":"'
-        + MANIFEST_TYPE
+        + MediaType.OCI_MANIFEST
         + '","config":'
         + config.encode()
         + ',"layers":['
@@ -98,11 +96,7 @@ def index_bytes(entries: list[IndexEntry]) -> bytes:
     for entry in entries:
         annotations = {CONTAINERD_NAME: entry.full_name, OCI_REF_NAME: entry.tag} if entry.full_name else None
         items.append(entry.manifest.encode(annotations))
-    return ('{"schemaVersion":2,"mediaType":"' + INDEX_TYPE + '","manifests":[' + ",".join(items) + "]}").encode()
-
-
-def blob_path(digest: str) -> str:
-    return f"blobs/sha256/{hex_of(digest)}"
+    return _index_of(items)
 
 
 def layer_build_file(build_dir: str, descriptor: Descriptor) -> str:
@@ -113,7 +107,7 @@ def layer_build_file(build_dir: str, descriptor: Descriptor) -> str:
         buildpaths.layer(build_dir, hex_of(descriptor.digest)),
         buildpaths.blob(build_dir, hex_of(descriptor.digest)),
     )
-    if descriptor.media_type in (LAYER_TAR, FOREIGN_TAR):
+    if descriptor.media_type in (MediaType.OCI_LAYER, MediaType.OCI_FOREIGN_LAYER):
         return blob if not os.path.exists(layer) and os.path.exists(blob) else layer
     return blob
 
@@ -143,7 +137,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
     blobs: dict[str, Entry] = {}
 
     def add(digest: str, path: str, mtime: int) -> None:
-        name = blob_path(digest)
+        name = blob_member(digest)
         blobs.setdefault(name, Entry(name, "file", mtime, path=path))
 
     def walk(descriptor: dict[str, Any]) -> None:
@@ -153,7 +147,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
         add(descriptor["digest"], path, 0)
         with open(path, "rb") as handle:
             document = json.loads(handle.read())
-        if descriptor["mediaType"] == INDEX_TYPE:
+        if descriptor["mediaType"] == MediaType.OCI_INDEX:
             for child in document["manifests"]:
                 walk(child)
             return
@@ -163,7 +157,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
             created = file_mtime(decode_v1_image(handle.read(), config_file).values["created"].unix_seconds())
         add(config.digest, config_file, created)
         for layer in layers:
-            if layer.media_type.startswith(FOREIGN_TAR) and not os.path.exists(layer_build_file(build_dir, layer)):
+            if is_foreign_layer(layer.media_type) and not os.path.exists(layer_build_file(build_dir, layer)):
                 continue  # a foreign layer left out (`foreign_layers: skip`): loaders fetch it from its URLs
             add(layer.digest, layer_build_file(build_dir, layer), created)
 

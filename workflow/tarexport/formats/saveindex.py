@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..descriptors import ForeignSource
 from ..errors import TarexportError
 from ..gojson import decode_history, encode_string, encode_value
-from ..sources.base import ForeignSource
 
 
 @dataclass(frozen=True)

@@ -11,40 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..descriptors import ForeignSource
 from ..reference import Reference
 from .blobs import MAX_METADATA_BYTES, BlobRef  # noqa: F401 - re-exported for the sources
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
-MANIFEST_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
-CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-LAYER_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": "none",
-    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar": "none",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
-}
-FOREIGN_TYPES = {t for t in LAYER_TYPES if "nondistributable" in t or "foreign" in t}
-
-
-@dataclass(frozen=True)
-class ForeignSource:
-    """Where a foreign (non-distributable) layer officially comes from, as Docker records it."""
-
-    media_type: str
-    size: int
-    digest: str
-    urls: tuple[str, ...]
-    present: bool  # the source holds the bytes too
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,28 @@ Every layer job imports this, so it stays a NamedTuple (no dataclasses, about 6 
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 # Index and manifest files are read whole; anything larger is not one.
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
+class SourceKind(StrEnum):
+    OCI_LAYOUT = "oci-layout"
+    DOCKER_ARCHIVE = "docker-archive"
+    REGISTRY = "registry"
+
+    @property
+    def downloads(self) -> bool:
+        """A job reading this kind uses the network (it counts against parallel_downloads)."""
+        return self is SourceKind.REGISTRY
+
+
 class BlobRef(NamedTuple):
     """Where one blob's bytes are, and what they must hash to."""
 
-    source_kind: str  # "oci-layout", "docker-archive" or "registry"
+    source_kind: str  # a kinds.SourceKind value (a plain string in recipes)
     source_path: str  # absolute path of the layout directory or the archive file; a registry's key
     member: str  # path inside the layout or archive
     digest: str = ""  # expected sha256 of the bytes; "" when the format records none

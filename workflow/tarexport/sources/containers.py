@@ -13,7 +13,7 @@ import stat
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import TarexportError, located
-from .blobs import MAX_METADATA_BYTES, BlobRef
+from .blobs import MAX_METADATA_BYTES, SourceKind
 
 if TYPE_CHECKING:
     import tarfile
@@ -35,8 +35,18 @@ class Container:
     """A readable set of members."""
 
     label: str  # the source as the user named it, for messages
-    kind: str  # "oci-layout" or "docker-archive"
-    path: str  # absolute path of the directory or archive
+    kind: SourceKind
+    path: str  # its location, as a recipe carries it: the directory's or archive's absolute path
+
+    @classmethod
+    def at(cls, location: str, label: str) -> Container:
+        """The container a recipe's location names (see kinds.open_container)."""
+        return cls(location, label)  # type: ignore[call-arg]
+
+    @classmethod
+    def describe(cls, location: str) -> str:
+        """A location for messages."""
+        return location
 
     def exists(self, member: str) -> bool:
         raise NotImplementedError
@@ -62,7 +72,7 @@ class DirectoryContainer(Container):
     def __init__(self, root: str, label: str):
         self.root = self.path = os.path.realpath(root)
         self.label = label
-        self.kind = "oci-layout"
+        self.kind = SourceKind.OCI_LAYOUT
 
     def path_of(self, member: str) -> str:
         cleaned = clean_member(member, self.label)
@@ -166,7 +176,7 @@ class TarContainer(Container):
     def __init__(self, path: str, label: str):
         self.path = os.path.realpath(path)
         self.label = label
-        self.kind = "docker-archive"
+        self.kind = SourceKind.DOCKER_ARCHIVE
         self.members: dict[str, tarfile.TarInfo] = {}
         import tarfile  # here: layer jobs given a planned offset never index the archive
 
@@ -219,33 +229,8 @@ class TarContainer(Container):
 
     def open(self, member: str) -> tuple[BinaryIO, int]:
         offset, size = self.span(member)
-        return _open_section(self.path, offset, size), size
+        return open_section(self.path, offset, size), size
 
 
-def _open_section(path: str, offset: int, size: int) -> BinaryIO:
+def open_section(path: str, offset: int, size: int) -> BinaryIO:
     return io.BufferedReader(_Section(path, offset, size), buffer_size=1 << 20)  # type: ignore[return-value]
-
-
-def open_blob(blob: BlobRef, label: str) -> tuple[BinaryIO, int]:
-    """A stream of a blob's bytes and its size. A tar member whose place was found when
-    planning is read from there, without indexing the archive again (the job then checks
-    its digest, so a changed archive is caught)."""
-    if blob.source_kind == "docker-archive" and blob.offset >= 0:
-        try:
-            return _open_section(blob.source_path, blob.offset, blob.size), blob.size
-        except FileNotFoundError:
-            raise TarexportError("archive is missing", source=label, member=blob.member) from None
-        except OSError as exc:
-            raise TarexportError(f"cannot read ({exc.strerror})", source=label, member=blob.member) from None
-    return open_container(blob.source_kind, blob.source_path, label).open(blob.member)
-
-
-def open_container(kind: str, path: str, label: str) -> Container:
-    """A job's way back to its source, from the kind and path in its recipe."""
-    if kind == "oci-layout":
-        return DirectoryContainer(path, label)
-    if kind == "registry":
-        from .registry import RegistryContainer  # ssl and http only for registry jobs
-
-        return RegistryContainer.from_path(path, label)
-    return TarContainer(path, label)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
+from ..descriptors import BLOB_MEMBER_FORM, ForeignSource, digest_of_blob_member
 from ..digests import check_digest, is_digest, sha256_digest
 from ..errors import TarexportError, located
 from ..reference import parse_normalized
-from .base import BlobRef, ForeignSource, LayerRef, SourceImage
+from .base import BlobRef, LayerRef, SourceImage
 from .containers import TarContainer, clean_member
-from .oci_layout import diff_ids_of, parse_json
-
-BLOB_PREFIX = "blobs/sha256/"
+from .metadata import diff_ids_of, parse_json
 
 
 def images_from_manifest(container: TarContainer, source: str) -> list[SourceImage]:
@@ -50,7 +49,7 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
         for member, diff_id in zip(layer_members, diff_ids, strict=True):
             member = _member(member, source)
             # Docker 25+ names layers by blob digest; the legacy layout records none.
-            digest = "sha256:" + member[len(BLOB_PREFIX) :] if member.startswith(BLOB_PREFIX) else ""
+            digest = digest_of_blob_member(member)
             blob = BlobRef(container.kind, container.path, member, digest, -1)
             foreign = _foreign_source(layer_sources.get(diff_id), container.exists(member), source)
             layers.append(LayerRef(diff_id, blob, foreign=foreign))
@@ -75,9 +74,6 @@ def images_from_manifest(container: TarContainer, source: str) -> list[SourceIma
     return list(images.values())
 
 
-_BLOB_RE = re.compile(r"blobs/sha256/[0-9a-f]{64}")
-
-
 def _parent(item: dict[str, object], source: str) -> str:
     """The entry's Parent image ID, or "". Docker's loader drops a Parent that names no image
     of the archive, so one that cannot name any (not an image ID) is dropped here too."""
@@ -99,9 +95,11 @@ def _named_digest(member: str) -> str:
 
 def _member(path: str, source: str) -> str:
     """A path from manifest.json: inside the archive, and a real digest where one is named."""
-    if path.startswith("blobs/") and not _BLOB_RE.fullmatch(path):
-        raise TarexportError("is not blobs/sha256/<64 hex>", source=source, member=path)
-    return clean_member(path, source)
+    member = clean_member(path, source)
+    for name in (path, member):  # as written, and as it resolves (./blobs/..., x/../blobs/...)
+        if name.startswith("blobs/") and not digest_of_blob_member(name):
+            raise TarexportError(f"is not {BLOB_MEMBER_FORM}", source=source, member=path)
+    return member
 
 
 def _foreign_source(descriptor: object, present: bool, source: str) -> ForeignSource | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import TarexportError, located
 from ..reference import Reference
 from .base import BlobRef, LayerRef, SourceImage
-from .containers import Container, DirectoryContainer, TarContainer, starts_like_tar
+from .blobs import SourceKind
+from .containers import DirectoryContainer, TarContainer, starts_like_tar
 from .docker_archive import images_from_manifest
 from .oci_layout import LayoutContents, LayoutReader, images_from_layout
 
@@ -24,17 +26,21 @@ __all__ = ["BlobRef", "SourceImage", "SourceSpec", "load_images"]
 class SourceSpec:
     path: str  # as configured, for messages (a registry's URL)
     resolved: str  # absolute
-    type: str = ""  # "", "oci-layout", "docker-archive" or "registry"
+    type: SourceKind | None = None  # None: told by what is at the path
     repository: str = ""
     registry: RegistrySettings | None = None  # for type registry; url "" serves hosts no other source does
 
+    @property
+    def kind(self) -> SourceKind:
+        return SourceKind.REGISTRY if self.registry is not None else self.type or detect_kind(self)
 
-def detect_type(spec: SourceSpec) -> str:
+
+def detect_kind(spec: SourceSpec) -> SourceKind:
     if os.path.isdir(spec.resolved):
-        return "oci-layout"
+        return SourceKind.OCI_LAYOUT
     if os.path.isfile(spec.resolved):
         if starts_like_tar(spec.resolved):
-            return "docker-archive"
+            return SourceKind.DOCKER_ARCHIVE
         raise TarexportError(
             "is neither an OCI layout directory nor an uncompressed docker-save tar archive", source=spec.path
         )
@@ -52,22 +58,18 @@ def load_images(
 
     A registry cannot be listed: it yields the `wanted` names on its host."""
     try:
-        if spec.registry is not None:
-            return images_from_registry(spec.registry, spec.path, platform, all_platforms, wanted or [], cache_dir)
-        return _load(spec, platform, all_platforms)
+        return _READERS[spec.kind](spec, platform, all_platforms, wanted or [], cache_dir)
     except TarexportError as error:
         raise located(error, source=spec.path) from None
 
 
-def images_from_registry(
-    settings: RegistrySettings,
-    label: str,
-    platform: str,
-    all_platforms: bool,
-    wanted: list[Reference],
-    cache_dir: str = "",
+def _registry_images(
+    spec: SourceSpec, platform: str, all_platforms: bool, wanted: list[Reference], cache_dir: str
 ) -> LayoutContents:
-    from .registry import RegistryContainer
+    from .registry import RegistryContainer  # ssl and http: only where a registry is read
+
+    settings, label = spec.registry, spec.path
+    assert settings is not None
 
     contents = LayoutContents([], [])
     by_repository: dict[str, list[Reference]] = {}
@@ -87,24 +89,26 @@ def images_from_registry(
                     reader.add_target(container.resolve_tag(tag), [Reference(ref.name, tag)], depth=0)
             except TarexportError as error:
                 raise located(error, image=str(ref)) from None
-        for image in reader.images.values():
-            if cache_dir:  # the config job reads the verified copy made while planning
-                config = image.config_blob
-                image.config_blob = BlobRef(
-                    "oci-layout", os.path.realpath(cache_dir), config.member, config.digest, config.size
-                )
+        for image in reader.images.values():  # the config job reads the copy made while planning
+            image.config_blob = container.cached_copy(image.config_blob)
         contents.images += reader.images.values()
         contents.indexes += reader.indexes
     return contents
 
 
-def _load(spec: SourceSpec, platform: str, all_platforms: bool) -> LayoutContents:
-    kind = spec.type or detect_type(spec)
-    if kind == "oci-layout":
-        if not os.path.isdir(spec.resolved):
-            raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
-        container: Container = DirectoryContainer(spec.resolved, spec.path)
-        return images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+def _layout_images(
+    spec: SourceSpec, platform: str, all_platforms: bool, wanted: list[Reference], cache_dir: str
+) -> LayoutContents:
+    if not os.path.isdir(spec.resolved):
+        raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
+    container = DirectoryContainer(spec.resolved, spec.path)
+    return images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+
+
+def _archive_images(
+    spec: SourceSpec, platform: str, all_platforms: bool, wanted: list[Reference], cache_dir: str
+) -> LayoutContents:
+    """A docker-save archive: a Docker 25+ one holds an OCI layout too; both list in manifest.json."""
     if not os.path.isfile(spec.resolved):
         raise TarexportError("is not a file (type: docker-archive)", source=spec.path)
     container = TarContainer(spec.resolved, spec.path)
@@ -147,3 +151,11 @@ def _placed(layer: LayerRef, container: TarContainer) -> LayerRef:
     if blob.size not in (-1, size):
         return layer
     return dataclasses.replace(layer, blob=blob._replace(size=size, offset=offset))
+
+
+# How planning reads each kind of source whole (jobs read single blobs: kinds.open_blob).
+_READERS: dict[SourceKind, Callable[[SourceSpec, str, bool, list[Reference], str], LayoutContents]] = {
+    SourceKind.OCI_LAYOUT: _layout_images,
+    SourceKind.DOCKER_ARCHIVE: _archive_images,
+    SourceKind.REGISTRY: _registry_images,
+}

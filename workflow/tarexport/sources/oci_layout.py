@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..digests import check_digest, hex_of, sha256_digest
+from ..descriptors import CONTAINERD_NAME, OCI_REF_NAME, ForeignSource, blob_member
+from ..digests import check_digest, sha256_digest
 from ..errors import TarexportError, located
-from ..gojson import JSONObject, go_field, go_text, load_pairs, refuse_fold_twins
+from ..mediatypes import is_config, is_foreign_layer, is_index, is_layer, is_manifest, layer_compression
 from ..reference import Reference, is_valid_tag, parse_normalized
-from .base import (
-    CONFIG_TYPES,
-    FOREIGN_TYPES,
-    INDEX_TYPES,
-    LAYER_TYPES,
-    MANIFEST_TYPES,
-    BlobRef,
-    ForeignSource,
-    LayerRef,
-    SourceImage,
-    SourceIndex,
-)
+from .base import BlobRef, LayerRef, SourceImage, SourceIndex
 from .containers import Container
+from .metadata import diff_ids_of, parse_json
 
-CONTAINERD_NAME = "io.containerd.image.name"
-OCI_REF_NAME = "org.opencontainers.image.ref.name"
 MAX_INDEX_DEPTH = 4
-
-
-def blob_member(digest: str) -> str:
-    return f"blobs/sha256/{hex_of(digest)}"
-
-
-def parse_json(data: bytes, what: str, source: str, member: str, expected: type = dict) -> Any:
-    """Parse a metadata file; anything but valid JSON of the expected type is an error."""
-    try:
-        value = json.loads(go_text(data), object_pairs_hook=refuse_fold_twins)  # lenient with bad UTF-8, as Docker is
-    except (ValueError, RecursionError) as exc:
-        raise TarexportError(f"{what} is not valid JSON ({exc})", source=source, member=member) from None
-    except TarexportError as exc:
-        raise TarexportError(f"{what} {exc}", source=source, member=member) from None
-    if not isinstance(value, expected):
-        kind = "a JSON object" if expected is dict else "a JSON list"
-        raise TarexportError(f"{what} is not {kind}", source=source, member=member)
-    return value
 
 
 def read_verified(container: Container, descriptor: dict[str, Any], what: str) -> tuple[bytes, BlobRef]:
@@ -166,11 +136,11 @@ class LayoutReader:
         data, ref = read_verified(self.container, descriptor, "manifest")
         document = parse_json(data, "manifest", source, ref.member)
         media_type = media_type or document.get("mediaType")
-        if media_type in INDEX_TYPES or (media_type is None and "manifests" in document):
+        if is_index(media_type) or (media_type is None and "manifests" in document):
             image_id, platforms = self._add_index(document, ref, names, depth)
             self._read[key] = (image_id, ref.digest, platforms)
             return image_id
-        if media_type not in MANIFEST_TYPES and media_type is not None:
+        if not is_manifest(media_type) and media_type is not None:
             raise TarexportError(f"unsupported manifest media type {media_type!r}", source=source, member=ref.member)
         image_id = _add_manifest(self.container, source, document, ref, names, self.images)
         self._read[key] = (image_id, "", [])
@@ -220,7 +190,7 @@ def _add_manifest(
     if not isinstance(config_descriptor, dict):
         raise TarexportError("manifest has no config descriptor", source=source, member=member)
     config_type = config_descriptor.get("mediaType")
-    if config_type not in CONFIG_TYPES:
+    if not is_config(config_type):
         raise TarexportError(f"config media type {config_type!r} is not an image config", source=source, member=member)
     config, config_ref = read_verified(container, config_descriptor, "config")
     image_id = config_ref.digest
@@ -239,7 +209,7 @@ def _add_manifest(
         if not isinstance(descriptor, dict):
             raise TarexportError("layer descriptor is not an object", source=source, member=member)
         media_type = descriptor.get("mediaType")
-        if media_type not in LAYER_TYPES:
+        if not is_layer(media_type):
             raise TarexportError(f"unsupported layer media type {media_type!r}", source=source, member=member)
         try:
             digest = check_digest(descriptor.get("digest"), "layer digest")
@@ -250,12 +220,12 @@ def _add_manifest(
             raise TarexportError(f"layer {digest} has no valid size", source=source, member=member)
         blob = BlobRef(manifest_ref.source_kind, manifest_ref.source_path, blob_member(digest), digest, size)
         foreign = None
-        if media_type in FOREIGN_TYPES:
+        if is_foreign_layer(media_type):
             urls = descriptor.get("urls") or []
             if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
                 raise TarexportError(f"layer {digest} has invalid urls", source=source, member=member)
             foreign = ForeignSource(media_type, size, digest, tuple(urls), container.exists(blob.member))
-        layers.append(LayerRef(diff_id, blob, LAYER_TYPES[media_type], foreign))
+        layers.append(LayerRef(diff_id, blob, layer_compression(media_type), foreign))
     image = images.get(image_id)
     if image is None:
         image = SourceImage(image_id, config, config_ref, layers, source)
@@ -272,21 +242,3 @@ def name_image(image: SourceImage, names: list[Reference]) -> None:
         elif name.digest:
             image.add_digest_ref(name)
             image.manifest_digests.add(name.digest)
-
-
-def diff_ids_of(config: bytes, source: str, member: str) -> list[str]:
-    """A config's rootfs.diff_ids as Docker reads them: configs are decoded with Go's rules
-    (`RootFS` after `rootfs` is the one Go keeps), not refused for such twins."""
-    try:
-        document = load_pairs(config, "config")
-    except TarexportError as error:
-        raise located(error, source=source, member=member) from None
-    if not isinstance(document, JSONObject):
-        raise TarexportError("config is not a JSON object", source=source, member=member)
-    diff_ids = go_field(go_field(document, "rootfs"), "diff_ids")
-    if not isinstance(diff_ids, list):
-        raise TarexportError("config has no rootfs.diff_ids list", source=source, member=member)
-    try:
-        return [check_digest(d, "diff_id") for d in diff_ids]
-    except TarexportError as error:
-        raise located(error, source=source, member=member) from None

@@ -22,25 +22,17 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
+from ..descriptors import BLOB_MEMBER_FORM, blob_member, digest_of_blob_member
 from ..digests import is_digest, sha256_digest
 from ..errors import TarexportError
 from ..fileio import write_atomically
+from ..mediatypes import MANIFEST_ACCEPT, is_index, is_manifest
 from ..reference import is_valid_tag
-from .base import MAX_METADATA_BYTES
+from .base import MAX_METADATA_BYTES, BlobRef
+from .blobs import SourceKind
 from .containers import Container
 from .download import ResumingDownload, backoff
 from .registry_auth import Credentials, find_credentials
-
-MANIFEST_ACCEPT = ", ".join(
-    [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
-_BLOB_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
-
 
 # Worth another try: rate limits, timeouts and a server or proxy that is briefly unwell.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -101,8 +93,8 @@ class RegistryContainer(Container):
         self.cache_dir = cache_dir  # verified manifests and configs, by digest: fetched once
         self.repository = repository
         self.label = label
-        self.kind = "registry"
-        # what a job needs to reach it again: settings and repository, no secrets
+        self.kind = SourceKind.REGISTRY
+        # its location, what a job needs to reach it again: settings and repository, no secrets
         self.path = json.dumps({"registry": settings.to_text(), "repository": repository}, sort_keys=True)
         self._authorization = ""
         scheme = urllib.parse.urlsplit(settings.url).scheme
@@ -117,9 +109,22 @@ class RegistryContainer(Container):
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     @classmethod
-    def from_path(cls, path: str, label: str) -> RegistryContainer:
-        data = json.loads(path)
+    def at(cls, location: str, label: str) -> RegistryContainer:
+        data = json.loads(location)
         return cls(RegistrySettings.from_text(data["registry"]), data["repository"], label)
+
+    @classmethod
+    def describe(cls, location: str) -> str:
+        """`<registry URL>/<repository>`."""
+        data = json.loads(location)
+        return RegistrySettings.from_text(data["registry"]).url + "/" + data["repository"]
+
+    def cached_copy(self, blob: BlobRef) -> BlobRef:
+        """Where the verified copy of a blob read while planning lies: the cache is laid out
+        like an OCI layout's blobs, so a job reads it as one, without ssl or http."""
+        if not self.cache_dir:
+            return blob
+        return BlobRef(SourceKind.OCI_LAYOUT, os.path.realpath(self.cache_dir), blob.member, blob.digest, blob.size)
 
     def _url(self, kind: str, reference: str) -> str:
         return f"{self.settings.url}/v2/{self.repository}/{kind}/{reference}"
@@ -244,8 +249,9 @@ class RegistryContainer(Container):
             digest = sha256_digest(data)
             self._store(digest, data)
         descriptor: dict[str, Any] = {"digest": digest}
-        if media_type.split(";")[0].strip() in MANIFEST_ACCEPT.split(", "):
-            descriptor["mediaType"] = media_type.split(";")[0].strip()
+        media_type = media_type.split(";")[0].strip()
+        if is_index(media_type) or is_manifest(media_type):
+            descriptor["mediaType"] = media_type
         return descriptor
 
     def _cached(self, digest: str) -> bytes | None:
@@ -265,7 +271,7 @@ class RegistryContainer(Container):
 
     def cache_path(self, digest: str) -> str:
         """The cache is laid out like an OCI layout's blobs, so it can be read as one."""
-        return os.path.join(self.cache_dir, "blobs", "sha256", digest.split(":")[1])
+        return os.path.join(self.cache_dir, blob_member(digest))
 
     def tags(self) -> list[str]:
         """The repository's tags that Docker accepts (others could not be loaded)."""
@@ -282,20 +288,24 @@ class RegistryContainer(Container):
         return [tag for tag in tags or [] if is_valid_tag(tag)]
 
     def exists(self, member: str) -> bool:
-        return bool(_BLOB_RE.fullmatch(member))
+        return bool(digest_of_blob_member(member))
+
+    def _digest_of(self, member: str) -> str:
+        digest = digest_of_blob_member(member)
+        if not digest:
+            raise TarexportError(f"is not {BLOB_MEMBER_FORM}", source=self.label, member=member)
+        return digest
 
     def open(self, member: str) -> tuple[BinaryIO, int]:
-        match = _BLOB_RE.fullmatch(member)
-        if not match:
-            raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
-        url = self._url("blobs", "sha256:" + match.group(1))
+        digest = self._digest_of(member)
+        url = self._url("blobs", digest)
 
         def open_at(offset: int) -> Any:
             return self._send(urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {}))
 
         download = ResumingDownload(
             open_at,
-            "sha256:" + match.group(1),
+            digest,
             self.label,
             self.settings.retries,
             self.settings.progress_interval,
@@ -305,10 +315,7 @@ class RegistryContainer(Container):
 
     def read_small(self, member: str, limit: int = MAX_METADATA_BYTES, kind: str = "") -> bytes:
         """A manifest (from /manifests/) or config (from /blobs/), from the cache when there."""
-        match = _BLOB_RE.fullmatch(member)
-        if not match:
-            raise TarexportError("is not blobs/sha256/<64 hex>", source=self.label, member=member)
-        digest = "sha256:" + match.group(1)
+        digest = self._digest_of(member)
         cached = self._cached(digest)
         if cached is not None:
             return cached
