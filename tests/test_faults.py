@@ -202,3 +202,43 @@ def test_stored_layer_changed_behind_our_back(source: str, tmp_path) -> None:
     run = snakemake(work, configfile=full)
     assert run.returncode != 0
     assert f"no longer has digest {BIG.diff_ids[0]}" in one_line(run.output)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layers", "changed"),
+    [
+        ("docker", "uncompressed", "config"),
+        ("oci", "uncompressed", "config"),
+        ("oci", "uncompressed", "layer"),
+        ("oci", "keep", "kept blob"),
+    ],
+)
+def test_every_stored_file_an_archive_takes_is_checked(
+    source: str, tmp_path, fmt: str, layers: str, changed: str
+) -> None:
+    """Each archive entry names what its build file must be (a layer's record and digest, a
+    config's digest): a stored file changed since it was made is refused at assembly, in
+    either format, whichever build directory it lives in."""
+    work = str(tmp_path)
+    settings = {"sources": [source], "images": [TAG], "format": fmt, "layers": layers}
+    export(work, **settings)
+    build = os.path.join(work, "build")
+    stored = {
+        "config": os.path.join(build, "configs", BIG.image_id.split(":")[1] + ".json"),
+        "layer": os.path.join(build, "layers", BIG.diff_ids[0].split(":")[1] + ".tar"),
+        "kept blob": os.path.join(build, "blobs", sorted(os.listdir(os.path.join(build, "blobs")))[0])
+        if layers == "keep"
+        else "",
+    }[changed]
+    if changed == "config":  # still valid JSON, so that only its digest tells
+        with open(stored, "ab") as handle:
+            handle.write(b"\n")
+    else:
+        with open(stored, "r+b") as handle:  # same size, a changed first byte
+            first = handle.read(1)
+            handle.seek(0)
+            handle.write(b"X" if first != b"X" else b"Y")
+    run = snakemake(work, configfile=write_config(work, **settings, compression="gzip"))  # assembles again
+    expected = "stored config" if changed == "config" else "changed after it was made"
+    assert run.returncode != 0 and expected in one_line(run.output), run.output[-3000:]
+    assert not os.path.exists(archive(work))

@@ -87,21 +87,3 @@ def plan_record(build_dir: str) -> str:
 def plan_file(build_dir: str, name: str) -> str:
     """Content decided when the plan is made, too big for a command line (manifest.json...)."""
     return os.path.join(build_dir, "plan", name)
-
-
-def stored_config_digest(path: str) -> str:
-    """The image ID a stored config is named by (configs/<hex>.json); "" for other files."""
-    name, folder = os.path.basename(path), os.path.basename(os.path.dirname(path))
-    if folder == "configs" and name.endswith(".json") and len(name) == 64 + len(".json"):
-        return "sha256:" + name[:64]
-    return ""
-
-
-def stored_layer_digest(path: str) -> str:
-    """The digest a stored layer file is named by (layers/<diff>.tar, blobs/<digest>); "" for others."""
-    name, folder = os.path.basename(path), os.path.basename(os.path.dirname(path))
-    if folder == "layers" and name.endswith(".tar"):
-        return "sha256:" + name[: -len(".tar")]
-    if folder == "blobs":
-        return "sha256:" + name
-    return ""

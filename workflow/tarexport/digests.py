@@ -7,11 +7,19 @@ import re
 
 from .errors import TarexportError
 
+# The one spelling of a digest tarexport accepts: they become file names.
+_HEX_RE = re.compile(r"[a-f0-9]{64}")
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 def is_digest(value: object) -> bool:
+    """`sha256:<64 lowercase hex>`, to the end (no trailing newline)."""
     return isinstance(value, str) and bool(_DIGEST_RE.fullmatch(value))
+
+
+def is_hex(value: object) -> bool:
+    """A digest's 64 lowercase hex without its algorithm (an image ID as Docker prints it)."""
+    return isinstance(value, str) and bool(_HEX_RE.fullmatch(value))
 
 
 def check_digest(value: object, what: str) -> str:

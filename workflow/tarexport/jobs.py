@@ -7,7 +7,6 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import buildpaths
 from .digests import sha256_digest
 from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
@@ -100,15 +99,17 @@ def assemble(
 
 
 def _check_stored_files(entries: list[Entry], full_verify: bool) -> None:
-    """Stored layers against their records (and digests), configs against their digests."""
+    """Stored layers against their records (and digests), configs against their digests:
+    each entry says what its file must be."""
     for entry in entries:
-        digest = buildpaths.stored_layer_digest(entry.path)
-        if digest:
+        if entry.check is None:
+            continue
+        kind, digest = entry.check
+        if kind == "layer":
             verify_layer_file(entry.path, digest, full_verify)
-        image_id = buildpaths.stored_config_digest(entry.path)
-        if image_id:  # small: always re-hashed
+        else:  # a config, small: always re-hashed
             with open(entry.path, "rb") as handle:
-                if sha256_digest(handle.read()) != image_id:
+                if sha256_digest(handle.read()) != digest:
                     raise TarexportError(
                         f"stored config {entry.path} changed after it was made; delete it and run again"
                     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .digests import is_digest, is_hex
 from .errors import TarexportError
 
 DEFAULT_DOMAIN = "docker.io"
@@ -24,8 +25,6 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?")
 _TAG_RE = re.compile(_TAG)
-_HEX64_RE = re.compile(r"[a-f0-9]{64}")
-_SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 @dataclass(frozen=True, order=True)
@@ -67,7 +66,7 @@ def _split_domain(text: str) -> tuple[str, str]:
 
 def parse_normalized(text: str) -> Reference:
     """ParseNormalizedNamed: a reference with Docker Hub defaults applied."""
-    if _HEX64_RE.fullmatch(text):
+    if is_hex(text):
         raise TarexportError(f"invalid reference {text!r}: a 64-character hex string is an image ID, not a name")
     domain, remainder = _split_domain(text)
     name_part = remainder.split("@", 1)[0].split(":", 1)[0]
@@ -79,7 +78,7 @@ def parse_normalized(text: str) -> Reference:
     name, tag, digest = match.group(1), match.group(2) or "", match.group(3) or ""
     if len(name) > NAME_MAX:
         raise TarexportError(f"invalid reference {text!r}: repository name longer than {NAME_MAX} characters")
-    if digest and not _SHA256_RE.fullmatch(digest):
+    if digest and not is_digest(digest):
         raise TarexportError(f"invalid reference {text!r}: unsupported digest {digest!r}")
     return Reference(name, tag, digest)
 
@@ -104,8 +103,8 @@ class ImageIDRequest:
 
 def parse_request(text: str) -> Reference | ImageIDRequest:
     """ParseAnyReference: an image ID or a named reference."""
-    if _HEX64_RE.fullmatch(text):
+    if is_hex(text):
         return ImageIDRequest("sha256:" + text)
-    if _SHA256_RE.fullmatch(text):
+    if is_digest(text):
         return ImageIDRequest(text)
     return parse_normalized(text)

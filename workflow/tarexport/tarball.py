@@ -44,6 +44,10 @@ class Entry:
     path: str = ""  # file data from this path
     data: bytes | None = None  # or these bytes
     target: str = ""  # symlink target
+    # Not for the writer: what the file at `path` must be, checked before the archive is
+    # published. "layer" (a stored layer, against its record and digest) or "config"
+    # (re-hashed), with the digest it is stored by.
+    check: tuple[str, str] | None = None
 
 
 def _octal(value: int, width: int) -> bytes:

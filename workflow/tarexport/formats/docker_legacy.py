@@ -116,7 +116,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
         v1_image = decode_v1_image(config_bytes, config_path)
         created = file_mtime(v1_image.values["created"].unix_seconds())
         os_name = v1_image.values["os"]
-        out.append(Entry(entry.config, "file", created, path=config_path))
+        out.append(Entry(entry.config, "file", created, path=config_path, check=("config", "sha256:" + config_hex)))
         v1_ids = [layer.split("/", 1)[0] for layer in entry.layers]
         for v1_id, diff_id in zip(v1_ids, config_diff_ids(config_bytes), strict=True):
             if v1_id in written_dirs:
@@ -128,7 +128,7 @@ def archive_entries(build_dir: str) -> list[Entry]:
             home = diff_home.setdefault(diff_id, v1_id)
             if home == v1_id:
                 layer_path = buildpaths.layer(build_dir, hex_of(diff_id))
-                out.append(Entry(f"{v1_id}/layer.tar", "file", created, path=layer_path))
+                out.append(Entry(f"{v1_id}/layer.tar", "file", created, path=layer_path, check=("layer", diff_id)))
             else:
                 out.append(Entry(f"{v1_id}/layer.tar", "symlink", created, target=f"../{home}/layer.tar"))
     out.append(Entry("manifest.json", "file", 0, data=manifest_bytes))

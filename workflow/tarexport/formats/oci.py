@@ -136,9 +136,9 @@ def archive_entries(build_dir: str) -> list[Entry]:
                 documents[sha256_digest(handle.read())] = path
     blobs: dict[str, Entry] = {}
 
-    def add(digest: str, path: str, mtime: int) -> None:
+    def add(digest: str, path: str, mtime: int, check: str = "") -> None:
         name = blob_member(digest)
-        blobs.setdefault(name, Entry(name, "file", mtime, path=path))
+        blobs.setdefault(name, Entry(name, "file", mtime, path=path, check=(check, digest) if check else None))
 
     def walk(descriptor: dict[str, Any]) -> None:
         path = documents.get(descriptor["digest"])
@@ -155,11 +155,11 @@ def archive_entries(build_dir: str) -> list[Entry]:
         config_file = buildpaths.config(build_dir, hex_of(config.digest))
         with open(config_file, "rb") as handle:
             created = file_mtime(decode_v1_image(handle.read(), config_file).values["created"].unix_seconds())
-        add(config.digest, config_file, created)
+        add(config.digest, config_file, created, "config")
         for layer in layers:
             if is_foreign_layer(layer.media_type) and not os.path.exists(layer_build_file(build_dir, layer)):
                 continue  # a foreign layer left out (`foreign_layers: skip`): loaders fetch it from its URLs
-            add(layer.digest, layer_build_file(build_dir, layer), created)
+            add(layer.digest, layer_build_file(build_dir, layer), created, "layer")
 
     with open(buildpaths.oci_index(build_dir), "rb") as handle:
         for descriptor in json.loads(handle.read())["manifests"]:

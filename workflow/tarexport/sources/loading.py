@@ -35,6 +35,16 @@ class SourceSpec:
         return SourceKind.REGISTRY if self.registry is not None else self.type or detect_kind(self)
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What planning asks of a source, whatever its kind."""
+
+    platform: str
+    all_platforms: bool
+    names: list[Reference]  # a registry, which cannot be listed, is asked for these
+    cache_dir: str  # where a registry's verified manifests and configs are kept
+
+
 def detect_kind(spec: SourceSpec) -> SourceKind:
     if os.path.isdir(spec.resolved):
         return SourceKind.OCI_LAYOUT
@@ -58,14 +68,12 @@ def load_images(
 
     A registry cannot be listed: it yields the `wanted` names on its host."""
     try:
-        return _READERS[spec.kind](spec, platform, all_platforms, wanted or [], cache_dir)
+        return _READERS[spec.kind](spec, Wanted(platform, all_platforms, wanted or [], cache_dir))
     except TarexportError as error:
         raise located(error, source=spec.path) from None
 
 
-def _registry_images(
-    spec: SourceSpec, platform: str, all_platforms: bool, wanted: list[Reference], cache_dir: str
-) -> LayoutContents:
+def _registry_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     from .registry import RegistryContainer  # ssl and http: only where a registry is read
 
     settings, label = spec.registry, spec.path
@@ -73,13 +81,13 @@ def _registry_images(
 
     contents = LayoutContents([], [])
     by_repository: dict[str, list[Reference]] = {}
-    for ref in wanted:
+    for ref in want.names:
         domain, _, path = ref.name.partition("/")
         if domain == settings.host:
             by_repository.setdefault(path, []).append(ref)
     for repository, refs in by_repository.items():
-        container = RegistryContainer(settings, repository, label, cache_dir)
-        reader = LayoutReader(container, label, platform, all_platforms)
+        container = RegistryContainer(settings, repository, label, want.cache_dir)
+        reader = LayoutReader(container, label, want.platform, want.all_platforms)
         for ref in refs:
             try:
                 if ref.digest:
@@ -96,18 +104,14 @@ def _registry_images(
     return contents
 
 
-def _layout_images(
-    spec: SourceSpec, platform: str, all_platforms: bool, wanted: list[Reference], cache_dir: str
-) -> LayoutContents:
+def _layout_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     if not os.path.isdir(spec.resolved):
         raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
     container = DirectoryContainer(spec.resolved, spec.path)
-    return images_from_layout(container, spec.path, spec.repository, platform, all_platforms)
+    return images_from_layout(container, spec.path, spec.repository, want.platform, want.all_platforms)
 
 
-def _archive_images(
-    spec: SourceSpec, platform: str, all_platforms: bool, wanted: list[Reference], cache_dir: str
-) -> LayoutContents:
+def _archive_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     """A docker-save archive: a Docker 25+ one holds an OCI layout too; both list in manifest.json."""
     if not os.path.isfile(spec.resolved):
         raise TarexportError("is not a file (type: docker-archive)", source=spec.path)
@@ -115,7 +119,7 @@ def _archive_images(
     contents = LayoutContents([], [])
     if container.exists("oci-layout") and container.exists("index.json"):
         listed = container.exists("manifest.json")  # then images may be listed there alone
-        contents = images_from_layout(container, spec.path, spec.repository, platform, all_platforms, listed)
+        contents = images_from_layout(container, spec.path, spec.repository, want.platform, want.all_platforms, listed)
     images = contents.images
     if container.exists("manifest.json"):
         by_id = {image.image_id: image for image in images}
@@ -154,7 +158,7 @@ def _placed(layer: LayerRef, container: TarContainer) -> LayerRef:
 
 
 # How planning reads each kind of source whole (jobs read single blobs: kinds.open_blob).
-_READERS: dict[SourceKind, Callable[[SourceSpec, str, bool, list[Reference], str], LayoutContents]] = {
+_READERS: dict[SourceKind, Callable[[SourceSpec, Wanted], LayoutContents]] = {
     SourceKind.OCI_LAYOUT: _layout_images,
     SourceKind.DOCKER_ARCHIVE: _archive_images,
     SourceKind.REGISTRY: _registry_images,
