@@ -4,7 +4,7 @@
 rule export:
     default_target: True
     input:
-        manifest=f"{BUILD}/{FORMAT}/manifest.json",
+        manifest=buildpaths.manifest(BUILD, FORMAT),
         files=PIPELINE.archive_inputs(),
         # the plan digest, in a file named by it (see pipeline._mark_current)
         plan_digest=PIPELINE.plan_file("archive.plan"),
@@ -13,9 +13,9 @@ rule export:
         # the plan the archive was made from; a later run with another plan removes a stale archive
         plan=PIPELINE.plan_record,
     log:
-        f"{BUILD}/logs/export.log",
+        os.path.join(BUILD, "logs", "export.log"),
     benchmark:
-        f"{BUILD}/benchmarks/export.tsv"
+        os.path.join(BUILD, "benchmarks", "export.tsv")
     localrule: True
     conda:
         ENV

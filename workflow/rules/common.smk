@@ -3,7 +3,9 @@
 
 import shlex
 
+from tarexport import buildpaths
 from tarexport.fileio import remove_stale_output
+from tarexport.layerfiles import record_path
 from tarexport.rulehooks import end_rate_limit_timers, fixed_signature
 
 BUILD = PIPELINE.build_dir

@@ -13,7 +13,7 @@ for _batch in PIPELINE.image_files:
         output:
             _batch.outputs,
         log:
-            f"{BUILD}/logs/images/{_batch.rule}.log",
+            buildpaths.log(BUILD, "images", _batch.rule),
         localrule: True
         conda:
             ENV

@@ -7,11 +7,11 @@ rule manifest_json:
     input:
         PIPELINE.plan_file("manifest.json"),
     output:
-        f"{BUILD}/{FORMAT}/manifest.json",
+        buildpaths.manifest(BUILD, FORMAT),
     log:
-        f"{BUILD}/logs/{FORMAT}/manifest.log",
+        buildpaths.log(BUILD, FORMAT, "manifest"),
     benchmark:
-        f"{BUILD}/benchmarks/{FORMAT}/manifest.tsv"
+        buildpaths.benchmark(BUILD, FORMAT, "manifest")
     localrule: True
     conda:
         ENV
@@ -23,11 +23,11 @@ rule repositories:
     input:
         PIPELINE.plan_file("repositories"),
     output:
-        f"{BUILD}/{FORMAT}/repositories",
+        buildpaths.repositories(BUILD, FORMAT),
     log:
-        f"{BUILD}/logs/{FORMAT}/repositories.log",
+        buildpaths.log(BUILD, FORMAT, "repositories"),
     benchmark:
-        f"{BUILD}/benchmarks/{FORMAT}/repositories.tsv"
+        buildpaths.benchmark(BUILD, FORMAT, "repositories")
     localrule: True
     conda:
         ENV

@@ -6,11 +6,11 @@
 
 rule layer_tar:
     output:
-        layer=f"{BUILD}/layers/{{diff}}.tar",
+        layer=buildpaths.layer(BUILD, "{diff}"),
         # its size and sampled blocks when made: the archive step notices later changes
-        record=f"{BUILD}/layers/{{diff}}.tar.check",
+        record=record_path(buildpaths.layer(BUILD, "{diff}")),
     log:
-        f"{BUILD}/logs/layers/{{diff}}.log",
+        buildpaths.log(BUILD, "layers", "{diff}"),
     wildcard_constraints:
         diff="[0-9a-f]{64}",
     priority: fixed_signature(lambda wc: PIPELINE.layer_priority(wc.diff))
@@ -27,7 +27,7 @@ rule layer_tar:
         # untracked (see Untracked): how, from where, and for which images (messages)
         command=fixed_signature(
             lambda wc, output: PIPELINE.layer_command(
-                wc.diff, output.layer, f"{BUILD}/logs/layers/{wc.diff}.log"
+                wc.diff, output.layer, buildpaths.log(BUILD, "layers", wc.diff)
             )
         ),
     shell:
@@ -38,10 +38,10 @@ rule layer_tar:
 # after checking it and its uncompressed content.
 rule layer_blob:
     output:
-        layer=f"{BUILD}/blobs/{{blob}}",
-        record=f"{BUILD}/blobs/{{blob}}.check",
+        layer=buildpaths.blob(BUILD, "{blob}"),
+        record=record_path(buildpaths.blob(BUILD, "{blob}")),
     log:
-        f"{BUILD}/logs/blobs/{{blob}}.log",
+        buildpaths.log(BUILD, "blobs", "{blob}"),
     wildcard_constraints:
         blob="[0-9a-f]{64}",
     priority: fixed_signature(lambda wc: PIPELINE.blob_priority(wc.blob))

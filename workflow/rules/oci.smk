@@ -5,11 +5,11 @@ rule oci_manifest:
     input:
         lambda wc: PIPELINE.oci_manifest_inputs(wc.image),
     output:
-        f"{BUILD}/oci/manifests/{{image}}.json",
+        buildpaths.oci_manifest(BUILD, "{image}"),
     log:
-        f"{BUILD}/logs/oci/{{image}}.log",
+        buildpaths.log(BUILD, "oci", "{image}"),
     benchmark:
-        f"{BUILD}/benchmarks/oci/{{image}}.tsv"
+        buildpaths.benchmark(BUILD, "oci", "{image}")
     wildcard_constraints:
         image="[0-9a-f]{64}",
     localrule: True
@@ -27,11 +27,11 @@ rule oci_index:
         entries=PIPELINE.plan_file("index-entries.json"),
         manifests=[entry[0] for entry in PIPELINE.oci_index_entries()],
     output:
-        f"{BUILD}/oci/index.json",
+        buildpaths.oci_index(BUILD),
     log:
-        f"{BUILD}/logs/oci/index.log",
+        buildpaths.log(BUILD, "oci", "index"),
     benchmark:
-        f"{BUILD}/benchmarks/oci/index.tsv"
+        buildpaths.benchmark(BUILD, "oci", "index")
     localrule: True
     conda:
         ENV
@@ -44,11 +44,11 @@ rule oci_image_index:
     input:
         lambda wc: PIPELINE.oci_image_index_inputs(wc.index),
     output:
-        f"{BUILD}/oci/indexes/{{index}}.json",
+        buildpaths.oci_image_index(BUILD, "{index}"),
     log:
-        f"{BUILD}/logs/oci/index-{{index}}.log",
+        buildpaths.log(BUILD, "oci", "index-{index}"),
     benchmark:
-        f"{BUILD}/benchmarks/oci/index-{{index}}.tsv"
+        buildpaths.benchmark(BUILD, "oci", "index-{index}")
     wildcard_constraints:
         index="[0-9a-f]{64}",
     localrule: True

@@ -1,5 +1,8 @@
 """Where each tracked output lives under `build_dir`; the rules and the assembler agree here.
 
+The rules call these same functions with wildcards for names (`layer(BUILD, "{diff}")`),
+so a path is spelled once.
+
 Layers, kept blobs and configs are content-addressed and shared by every format; each
 format's own small files live in a directory named after it.
 """
@@ -76,6 +79,16 @@ def oci_index(build_dir: str) -> str:
 def oci_image_index(build_dir: str, index_hex: str) -> str:
     """Our copy of a multi-platform index, named by the source index's digest."""
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
+
+
+def log(build_dir: str, stage: str, name: str) -> str:
+    """A job's log (`stage` groups them: layers, oci, images...)."""
+    return os.path.join(build_dir, "logs", stage, name + ".log")
+
+
+def benchmark(build_dir: str, stage: str, name: str) -> str:
+    """A job's Snakemake benchmark record."""
+    return os.path.join(build_dir, "benchmarks", stage, name + ".tsv")
 
 
 def plan_record(build_dir: str) -> str:

@@ -1,4 +1,6 @@
-"""The small jobs of the docker format, each reading and writing only its declared files."""
+"""The jobs after the layers, of both formats: an image's OCI manifest, a multi-platform
+index, the OCI index.json, and the assembly of the archive. Each reads and writes only its
+declared files; the layer jobs are in layers.py and linklayer.py."""
 
 from __future__ import annotations
 

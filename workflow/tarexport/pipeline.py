@@ -274,9 +274,9 @@ class Pipeline:
                 )
             members[image_hex] = [(buildpaths.config(build, image_hex), config)]
         if self.format == "docker":
-            for v1_id, (planned, index) in self.plan.v1_dirs.items():
-                members[hex_of(planned.image.image_id)] += [
-                    (buildpaths.v1_json(build, v1_id, planned.v1[index].os_name), planned.v1[index].json_bytes),
+            for v1_id, (image_hex, v1) in self._v1_dirs.items():
+                members[image_hex] += [
+                    (buildpaths.v1_json(build, v1_id, v1.os_name), v1.json_bytes),
                     (buildpaths.v1_version(build, v1_id), docker_legacy.VERSION_BYTES),
                 ]
         short = {image_hex: image_hex[:12] for image_hex in members}
@@ -365,7 +365,7 @@ class Pipeline:
                     (
                         h,
                         [t.familiar() for t in p.tags] or None,
-                        [v.v1_id for v in p.v1],
+                        [v.v1_id for v in self._v1_layers[h]],
                         _layer_sources(p),
                         parents.get(p.image.image_id, ""),
                     )
@@ -383,6 +383,21 @@ class Pipeline:
             )
             for h, p in requested
         ]
+
+    # -------- format docker: v1 directories, computed only for it
+    @cached_property
+    def _v1_layers(self) -> dict[str, list[docker_legacy.V1Layer]]:
+        """Each requested image's v1 directories, bottom to top (image hex -> layers)."""
+        return {hex_of(p.image.image_id): docker_legacy.v1_layers(p.config, p.diff_ids) for p in self.plan.images}
+
+    @cached_property
+    def _v1_dirs(self) -> dict[str, tuple[str, docker_legacy.V1Layer]]:
+        """v1 ID -> the first image (in request order) writing that directory, and its layer."""
+        dirs: dict[str, tuple[str, docker_legacy.V1Layer]] = {}
+        for image_hex, layers in self._v1_layers.items():
+            for v1 in layers:
+                dirs.setdefault(v1.v1_id, (image_hex, v1))
+        return dirs
 
     # Computed once per parse: the rules, the archive inputs and the plan digest all ask.
     @cached_property
@@ -457,9 +472,8 @@ class Pipeline:
             files.append(buildpaths.repositories(build, self.format))
         files += [buildpaths.config(build, h) for h in self.config_ids()]
         if self.format == "docker":
-            for v1_id, (planned, index) in self.plan.v1_dirs.items():
-                json_file = buildpaths.v1_json(build, v1_id, planned.v1[index].os_name)
-                files += [json_file, buildpaths.v1_version(build, v1_id)]
+            for v1_id, (_, v1) in self._v1_dirs.items():
+                files += [buildpaths.v1_json(build, v1_id, v1.os_name), buildpaths.v1_version(build, v1_id)]
         else:
             files.append(buildpaths.oci_index(build))
             files += [buildpaths.oci_manifest(build, h) for h in self.config_ids()]

@@ -10,8 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .errors import TarexportError
-from .formats.docker_legacy import V1Layer, v1_layers
-from .gojson import decode_v1_image
+from .gojson import V1Image, decode_v1_image
 from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
 from .sources.base import LayerRef, SourceImage, SourceIndex
 from .sources.loading import SourceSpec, load_images
@@ -97,8 +96,7 @@ class PlannedImage:
     image: SourceImage
     tags: list[Reference]
     diff_ids: list[str]
-    v1: list[V1Layer]
-    os: str  # the config's `os`, which Docker writes into every v1 json
+    config: V1Image  # decoded as Docker decodes it (what the formats write from)
 
     @property
     def display(self) -> str:
@@ -113,7 +111,6 @@ class Plan:
     tag_indexes: dict[Reference, SourceIndex]  # requested tags that name a kept index
     layers: dict[str, LayerRef]  # diff_id -> where to read it (first image in request order)
     layer_users: dict[str, str]  # diff_id -> the images using it, for messages
-    v1_dirs: dict[str, tuple[PlannedImage, int]]  # v1 id -> first image and layer index writing it
 
 
 def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Reference]]]:
@@ -180,18 +177,14 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
                 platform_images.append(_plan_image(catalog, image_id, []))
     layers: dict[str, LayerRef] = {}
     users: dict[str, list[str]] = {}
-    v1_dirs: dict[str, tuple[PlannedImage, int]] = {}
     for entry in planned + platform_images:
         for layer in entry.image.layers:
             layers.setdefault(layer.diff_id, layer)
             names = users.setdefault(layer.diff_id, [])
             if entry.display not in names:
                 names.append(entry.display)
-    for entry in planned:
-        for index, v1 in enumerate(entry.v1):
-            v1_dirs.setdefault(v1.v1_id, (entry, index))
     layer_users = {diff_id: " and ".join(names) for diff_id, names in users.items()}
-    return Plan(planned, platform_images, tag_indexes, layers, layer_users, v1_dirs)
+    return Plan(planned, platform_images, tag_indexes, layers, layer_users)
 
 
 def _plan_image(catalog: Catalog, image_id: str, tags: list[Reference]) -> PlannedImage:
@@ -201,4 +194,4 @@ def _plan_image(catalog: Catalog, image_id: str, tags: list[Reference]) -> Plann
     diff_ids = [layer.diff_id for layer in image.layers]
     if not diff_ids:
         raise TarexportError("has no layers; docker save cannot export it either", image=label, source=image.source)
-    return PlannedImage(image, tags, diff_ids, v1_layers(config, diff_ids), config.values["os"])
+    return PlannedImage(image, tags, diff_ids, config)

@@ -1,7 +1,8 @@
 """The legacy `docker save` layout (Docker 1.10-24, moby image/tarexport/save.go).
 
-Pure functions from image data to the bytes of each small file, and from the
-finished build directory to the table of archive entries.
+Functions from image data to the bytes of each small file (pure), and from the finished
+build directory to the table of archive entries (which reads manifest.json and the
+configs there, as a loader would).
 """
 
 from __future__ import annotations
