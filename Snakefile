@@ -37,8 +37,12 @@ else:
     include: "workflow/rules/layers.smk"
     include: "workflow/rules/images.smk"
     include: "workflow/rules/index.smk"
-    include: "workflow/rules/oci.smk"
     include: "workflow/rules/archive.smk"
+
+    # the rules of the configured format's own files (oci: manifests and indexes)
+    for _rule_file in PIPELINE.export_format.rule_files:
+
+        include: os.path.join("workflow", "rules", _rule_file)
 
 
 # `default_target:` counts only for rules of the main Snakefile, and the target rules are

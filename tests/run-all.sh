@@ -27,7 +27,7 @@ if [ $# -eq 0 ] && [ -z "${TAREXPORT_DEBIAN_ROOT:-}" ] && [ "$(id -u)" = 0 ] && 
     python3 -m tests.realworld "$TAREXPORT_DEBIAN_ROOT" >"$prepared/log" 2>&1 &
 fi
 status=0
-python3 -m pytest -p no:cacheprovider "$@" || status=$?
+python3 -m pytest -p no:cacheprovider --durations=40 "$@" || status=$?
 if [ -n "$prepared" ]; then
     wait || true  # a run that ended early waits for debootstrap (about half a minute)
     rm -rf --one-file-system "$prepared"

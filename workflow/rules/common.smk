@@ -8,10 +8,13 @@ from tarexport.fileio import remove_stale_output
 from tarexport.layerfiles import record_path
 from tarexport.rulehooks import end_rate_limit_timers, fixed_signature
 
-BUILD = PIPELINE.build_dir
+BUILD = PIPELINE.settings.build_dir
 OUTPUT = PIPELINE.settings.output
-FORMAT = PIPELINE.format
+FORMAT = PIPELINE.settings.format
 PLAN_DIGEST = PIPELINE.plan_digest
+# the two families of layer jobs (layers.smk)
+LAYERS = PIPELINE.layers
+KEPT_BLOBS = PIPELINE.kept_blobs
 
 ENV = "../envs/tarexport.yaml"
 

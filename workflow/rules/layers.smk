@@ -13,20 +13,20 @@ rule layer_tar:
         buildpaths.log(BUILD, "layers", "{diff}"),
     wildcard_constraints:
         diff="[0-9a-f]{64}",
-    priority: fixed_signature(lambda wc: PIPELINE.layer_priority(wc.diff))
+    priority: fixed_signature(lambda wc: LAYERS.priority(wc.diff))
     conda:
         ENV
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
-        registry_downloads=fixed_signature(lambda wc: PIPELINE.layer_downloads(wc.diff)),
+        registry_downloads=fixed_signature(lambda wc: LAYERS.downloads(wc.diff)),
         # over 1 MiB: at most one per CPU (set in the Snakefile)
-        big_layers=fixed_signature(lambda wc: PIPELINE.layer_is_big(wc.diff)),
+        big_layers=fixed_signature(lambda wc: LAYERS.is_big(wc.diff)),
     params:
         # tracked: what the job must produce
-        recipe=fixed_signature(lambda wc: PIPELINE.layer_recipe(wc.diff)),
+        recipe=fixed_signature(lambda wc: LAYERS.recipe(wc.diff)),
         # untracked (see Untracked): how, from where, and for which images (messages)
         command=fixed_signature(
-            lambda wc, output: PIPELINE.layer_command(
+            lambda wc, output: LAYERS.command(
                 wc.diff, output.layer, buildpaths.log(BUILD, "layers", wc.diff)
             )
         ),
@@ -44,17 +44,17 @@ rule layer_blob:
         buildpaths.log(BUILD, "blobs", "{blob}"),
     wildcard_constraints:
         blob="[0-9a-f]{64}",
-    priority: fixed_signature(lambda wc: PIPELINE.blob_priority(wc.blob))
+    priority: fixed_signature(lambda wc: KEPT_BLOBS.priority(wc.blob))
     conda:
         ENV
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
-        registry_downloads=fixed_signature(lambda wc: PIPELINE.blob_downloads(wc.blob)),
-        big_layers=fixed_signature(lambda wc: PIPELINE.blob_is_big(wc.blob)),
+        registry_downloads=fixed_signature(lambda wc: KEPT_BLOBS.downloads(wc.blob)),
+        big_layers=fixed_signature(lambda wc: KEPT_BLOBS.is_big(wc.blob)),
     params:
         # untracked (see Untracked): the images it serves, for messages; where its bytes are
-        context=fixed_signature(lambda wc: PIPELINE.blob_context(wc.blob)),
-        source=fixed_signature(lambda wc: PIPELINE.blob_source(wc.blob)),
-        recipe=fixed_signature(lambda wc: PIPELINE.blob_recipe(wc.blob)),
+        context=fixed_signature(lambda wc: KEPT_BLOBS.users(wc.blob)),
+        source=fixed_signature(lambda wc: KEPT_BLOBS.source(wc.blob)),
+        recipe=fixed_signature(lambda wc: KEPT_BLOBS.recipe(wc.blob)),
     shell:
         "tarexport layer --keep --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"

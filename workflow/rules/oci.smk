@@ -1,9 +1,13 @@
 # format oci: one OCI manifest per image, and index.json naming them.
 
 
+# Included for format oci only (its rule_files): the format is its own rules' plan.
+OCI = PIPELINE.export_format
+
+
 rule oci_manifest:
     input:
-        lambda wc: PIPELINE.oci_manifest_inputs(wc.image),
+        lambda wc: OCI.manifest_inputs(wc.image),
     output:
         buildpaths.oci_manifest(BUILD, "{image}"),
     log:
@@ -16,7 +20,7 @@ rule oci_manifest:
     conda:
         ENV
     params:
-        recipe=lambda wc: PIPELINE.oci_manifest_recipe(wc.image),
+        recipe=lambda wc: OCI.manifest_recipe(wc.image),
     shell:
         "tarexport oci-manifest --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
@@ -25,7 +29,7 @@ rule oci_index:
     input:
         # one entry per tag, in request order: (file, media type, full name, tag)
         entries=PIPELINE.plan_file("index-entries.json"),
-        manifests=[entry[0] for entry in PIPELINE.oci_index_entries()],
+        manifests=[entry[0] for entry in OCI.index_entries()],
     output:
         buildpaths.oci_index(BUILD),
     log:
@@ -42,7 +46,7 @@ rule oci_index:
 # With `platforms: all`: a multi-platform index over our manifests, one per source index.
 rule oci_image_index:
     input:
-        lambda wc: PIPELINE.oci_image_index_inputs(wc.index),
+        lambda wc: OCI.image_index_inputs(wc.index),
     output:
         buildpaths.oci_image_index(BUILD, "{index}"),
     log:
@@ -55,6 +59,6 @@ rule oci_image_index:
     conda:
         ENV
     params:
-        recipe=lambda wc: PIPELINE.oci_image_index_recipe(wc.index),
+        recipe=lambda wc: OCI.image_index_recipe(wc.index),
     shell:
         "tarexport oci-image-index --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"

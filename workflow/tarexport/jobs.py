@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,7 +17,7 @@ from .formats import docker_legacy, oci
 from .layerfiles import verify_layer_file
 from .layers import compression_of
 from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
-from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, write_tar
+from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, TarStyle, write_tar
 
 
 def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
@@ -67,6 +68,12 @@ def write_oci_image_index(platforms: list[tuple[str, dict[str, Any]]], output: s
     write_atomically(output, oci.image_index_bytes(children))
 
 
+# format -> (its archive's entries, read from the build directory; how its tar is written)
+ARCHIVES: dict[str, tuple[Callable[[str], list[Entry]], TarStyle]] = {
+    "docker": (docker_legacy.archive_entries, DOCKER_20),
+    "oci": (oci.archive_entries, DOCKER_25),
+}
+
 COMPRESSORS = {
     # Fixed levels, no name or time in the gzip header: the same tar gives the same bytes.
     "gzip": lambda: zlib.compressobj(6, zlib.DEFLATED, 31),
@@ -77,10 +84,8 @@ COMPRESSORS = {
 def assemble(
     build_dir: str, output: str, fmt: str = "docker", compression: str = "none", full_verify: bool = False
 ) -> None:
-    if fmt == "docker":
-        entries, style = docker_legacy.archive_entries(build_dir), DOCKER_20
-    else:
-        entries, style = oci.archive_entries(build_dir), DOCKER_25
+    read_entries, style = ARCHIVES[fmt]
+    entries = read_entries(build_dir)
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")

@@ -1,0 +1,207 @@
+"""The output formats behind one interface: what each adds to the plan (its manifest.json
+entries, its small files per image, its plan files, the build files its archive takes, and
+its own rules). Planning knows no format; the pipeline asks the one configured.
+
+The bytes of each file are written by formats/docker_legacy.py and formats/oci.py; the
+archive's entries are read back from the build directory by the same modules (jobs.py).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, ClassVar
+
+from . import buildpaths
+from .descriptors import blob_member
+from .digests import hex_of
+from .exportcontext import RECIPE_VERSION, ExportContext, layer_sources, parents_of
+from .formats import docker_legacy
+from .formats.saveindex import ManifestEntry
+from .mediatypes import MediaType
+from .sources.base import recipe_json
+
+
+class ExportFormat:
+    name: ClassVar[str]
+    # whether the format can describe a foreign layer whose bytes no source holds
+    may_leave_out_foreign_layers: ClassVar[bool]
+    # rule files of its own, beside the shared ones (workflow/rules/)
+    rule_files: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, context: ExportContext):
+        self.context = context
+
+    def manifest_entries(self) -> list[ManifestEntry]:
+        """manifest.json's entries, one per requested image in request order."""
+        raise NotImplementedError
+
+    def image_files(self) -> dict[str, list[tuple[str, bytes]]]:
+        """Small files an image's job writes beside its config (image hex -> files)."""
+        return {}
+
+    def plan_contents(self) -> dict[str, bytes]:
+        """Plan files of its own (name -> bytes), beside manifest.json and repositories."""
+        return {}
+
+    def archive_inputs(self) -> list[str]:
+        """Build files of its own that the archive takes."""
+        return []
+
+    def decides(self) -> Any:
+        """What else decides the archive's bytes (a JSON value), for the plan digest."""
+        return []
+
+
+class DockerExport(ExportFormat):
+    """Docker 20.10's `docker save`: a v1 directory per layer, named by its v1 ID."""
+
+    name = "docker"
+    may_leave_out_foreign_layers = False
+
+    @cached_property
+    def _v1_layers(self) -> dict[str, list[docker_legacy.V1Layer]]:
+        """Each requested image's v1 directories, bottom to top (image hex -> layers)."""
+        return {
+            hex_of(p.image.image_id): docker_legacy.v1_layers(p.config, p.diff_ids) for p in self.context.plan.images
+        }
+
+    @cached_property
+    def _v1_dirs(self) -> dict[str, tuple[str, docker_legacy.V1Layer]]:
+        """v1 ID -> the first image (in request order) writing that directory, and its layer."""
+        dirs: dict[str, tuple[str, docker_legacy.V1Layer]] = {}
+        for image_hex, layers in self._v1_layers.items():
+            for v1 in layers:
+                dirs.setdefault(v1.v1_id, (image_hex, v1))
+        return dirs
+
+    def manifest_entries(self) -> list[ManifestEntry]:
+        images = self.context.plan.images
+        parents = parents_of(images)
+        return docker_legacy.index_entries(
+            [
+                (
+                    hex_of(p.image.image_id),
+                    [t.familiar() for t in p.tags] or None,
+                    [v.v1_id for v in self._v1_layers[hex_of(p.image.image_id)]],
+                    layer_sources(p),
+                    parents.get(p.image.image_id, ""),
+                )
+                for p in images
+            ]
+        )
+
+    def image_files(self) -> dict[str, list[tuple[str, bytes]]]:
+        """The v1 directories each image is the first in request order to need (a shared
+        lower directory has one producer)."""
+        build = self.context.build_dir
+        files: dict[str, list[tuple[str, bytes]]] = {}
+        for v1_id, (image_hex, v1) in self._v1_dirs.items():
+            files.setdefault(image_hex, []).extend(
+                [
+                    (buildpaths.v1_json(build, v1_id, v1.os_name), v1.json_bytes),
+                    (buildpaths.v1_version(build, v1_id), docker_legacy.VERSION_BYTES),
+                ]
+            )
+        return files
+
+    def archive_inputs(self) -> list[str]:
+        build = self.context.build_dir
+        files = []
+        for v1_id, (_, v1) in self._v1_dirs.items():
+            files += [buildpaths.v1_json(build, v1_id, v1.os_name), buildpaths.v1_version(build, v1_id)]
+        return files
+
+
+class OciExport(ExportFormat):
+    """What Docker 25+ saves: an OCI layout (one manifest per image, one index.json entry
+    per tag, kept multi-platform indexes) with manifest.json and repositories."""
+
+    name = "oci"
+    may_leave_out_foreign_layers = True
+    rule_files = ("oci.smk",)
+
+    def manifest_entries(self) -> list[ManifestEntry]:
+        images = self.context.plan.images
+        parents = parents_of(images)
+        return [
+            ManifestEntry(
+                blob_member(p.image.image_id),
+                [t.familiar() for t in p.tags] or None,
+                [blob_member(layer.digest) for layer in self.context.layers[hex_of(p.image.image_id)]],
+                hex_of(p.diff_ids[-1]),  # Docker 25+ maps tags to the top layer's diff_id
+                layer_sources(p),
+                parents.get(p.image.image_id, ""),
+            )
+            for p in images
+        ]
+
+    def plan_contents(self) -> dict[str, bytes]:
+        return {"index-entries.json": recipe_json([list(e) for e in self.index_entries()]).encode()}
+
+    def archive_inputs(self) -> list[str]:
+        build = self.context.build_dir
+        files = [buildpaths.oci_index(build)]
+        files += [buildpaths.oci_manifest(build, h) for h in self.context.config_ids()]
+        files += [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
+        return files
+
+    def decides(self) -> Any:
+        return self.index_entries()
+
+    # -------- its rules: one manifest per image, kept indexes, one index.json
+    def manifest_inputs(self, image_hex: str) -> list[str]:
+        layers = [layer.build_file for layer in self.context.layers[image_hex] if layer.build_file]
+        return [buildpaths.config(self.context.build_dir, image_hex), *layers]
+
+    def manifest_recipe(self, image_hex: str) -> str:
+        layers = [
+            {
+                "path": layer.build_file,
+                "digest": layer.digest,
+                "media_type": layer.media_type,
+                # a left-out foreign layer keeps its recorded size and URLs
+                "size": layer.source.foreign.size if layer.source.foreign and not layer.build_file else -1,
+                "urls": list(layer.urls),
+            }
+            for layer in self.context.layers[image_hex]
+        ]
+        recipe = {"v": RECIPE_VERSION, "config": buildpaths.config(self.context.build_dir, image_hex), "layers": layers}
+        return self.context.passable(recipe_json(recipe))
+
+    def image_indexes(self) -> list[str]:
+        """Hex digests of the source indexes kept whole (`platforms: all`)."""
+        return sorted({hex_of(index.digest) for index in self.context.plan.tag_indexes.values()})
+
+    def image_index_inputs(self, index_hex: str) -> list[str]:
+        return [
+            buildpaths.oci_manifest(self.context.build_dir, hex_of(i))
+            for _, i in self.context.kept_index(index_hex).platforms
+        ]
+
+    def image_index_recipe(self, index_hex: str) -> str:
+        """(manifest file, platform) per platform, in the source index's order."""
+        index = self.context.kept_index(index_hex)
+        platforms = [(buildpaths.oci_manifest(self.context.build_dir, hex_of(i)), p) for p, i in index.platforms]
+        return self.context.passable(recipe_json(platforms))
+
+    def index_entries(self) -> list[tuple[str, str, str, str]]:
+        """(file, media type, full name, tag) per index.json entry: one per tag, in request order.
+
+        A tag that names a kept multi-platform index points at our copy of that index.
+        """
+        entries = []
+        for planned in self.context.plan.images:
+            manifest = buildpaths.oci_manifest(self.context.build_dir, hex_of(planned.image.image_id))
+            if not planned.tags:
+                entries.append((manifest, MediaType.OCI_MANIFEST, "", ""))
+            for tag in planned.tags:
+                index = self.context.plan.tag_indexes.get(tag)
+                if index is None:
+                    entries.append((manifest, MediaType.OCI_MANIFEST, str(tag), tag.tag))
+                else:
+                    path = buildpaths.oci_image_index(self.context.build_dir, hex_of(index.digest))
+                    entries.append((path, MediaType.OCI_INDEX, str(tag), tag.tag))
+        return entries
+
+
+FORMATS: dict[str, type[ExportFormat]] = {fmt.name: fmt for fmt in (DockerExport, OciExport)}
