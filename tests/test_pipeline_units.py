@@ -85,3 +85,31 @@ def sha_hex(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def test_every_recipe_reads_back_as_it_was_written() -> None:
+    from tarexport.recipes import (
+        IndexEntry,
+        LayerRecipe,
+        LayerSource,
+        ManifestLayer,
+        ManifestRecipe,
+        PlatformManifest,
+        index_entries_from_json,
+        index_entries_text,
+        platforms_from_json,
+        platforms_text,
+    )
+    from tarexport.sources.blobs import BlobRef
+
+    layer = LayerRecipe("sha256:" + "a" * 64)
+    assert layer.to_text() == '{"diff_id":"sha256:' + "a" * 64 + '","v":1}'  # Snakemake compares this text
+    assert LayerRecipe.from_json(json.loads(layer.to_text())) == layer
+    source = LayerSource(BlobRef("oci-layout", "/l", "blobs/sha256/x", "sha256:x", 3, -1), "l", None, 1 << 30, 0, True)
+    assert LayerSource.from_json(json.loads(source.to_text())) == source
+    manifest = ManifestRecipe("c.json", [ManifestLayer("", "sha256:f", "t", 5, ["https://example/f"])])
+    assert ManifestRecipe.from_json(json.loads(manifest.to_text())) == manifest
+    platforms = [PlatformManifest("m.json", {"os": "linux", "architecture": "arm64"})]
+    assert platforms_from_json(json.loads(platforms_text(platforms))) == platforms
+    entries = [IndexEntry("m.json", "application/vnd.oci.image.manifest.v1+json", "docker.io/library/a:1", "1")]
+    assert index_entries_from_json(json.loads(index_entries_text(entries))) == entries

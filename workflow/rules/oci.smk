@@ -29,7 +29,7 @@ rule oci_index:
     input:
         # one entry per tag, in request order: (file, media type, full name, tag)
         entries=PIPELINE.plan_file("index-entries.json"),
-        manifests=[entry[0] for entry in OCI.index_entries()],
+        manifests=[entry.path for entry in OCI.index_entries()],
     output:
         buildpaths.oci_index(BUILD),
     log:

@@ -26,41 +26,41 @@ def _recipe(args: dict[str, Any]) -> Any:
 
 def _layer(args: dict[str, Any]) -> None:
     from .layers import SpaceGuard, materialize
-    from .sources.blobs import BlobRef
+    from .recipes import LayerRecipe, LayerSource
 
-    recipe = {**json.loads(args["source"]), **_recipe(args)}
-    blob = BlobRef.from_json(recipe["blob"])
+    recipe, source = LayerRecipe.from_json(_recipe(args)), LayerSource.from_json(json.loads(args["source"]))
     materialize(
-        blob,
-        recipe["diff_id"],
+        source.blob,
+        recipe.diff_id,
         args["output"],
-        recipe["label"],
+        source.label,
         args["context"],
         keep_compressed=args["keep"],
-        guard=SpaceGuard(
-            args["output"], recipe.get("max_expansion"), recipe.get("max_bytes"), recipe.get("keep_free", 0)
-        ),
-        link=recipe.get("link", False),
+        guard=SpaceGuard(args["output"], source.max_expansion, source.max_bytes, source.keep_free),
+        link=source.link,
     )
 
 
 def _oci_manifest(args: dict[str, Any]) -> None:
     from .jobs import write_oci_manifest
+    from .recipes import ManifestRecipe
 
-    write_oci_manifest(_recipe(args), args["output"])
+    write_oci_manifest(ManifestRecipe.from_json(_recipe(args)), args["output"])
 
 
 def _oci_image_index(args: dict[str, Any]) -> None:
     from .jobs import write_oci_image_index
+    from .recipes import platforms_from_json
 
-    write_oci_image_index(_recipe(args), args["output"])
+    write_oci_image_index(platforms_from_json(_recipe(args)), args["output"])
 
 
 def _oci_index(args: dict[str, Any]) -> None:
     from .jobs import write_oci_index
+    from .recipes import index_entries_from_json
 
     with open(args["entries"], encoding="utf-8") as handle:
-        write_oci_index([tuple(entry) for entry in json.load(handle)], args["output"])
+        write_oci_index(index_entries_from_json(json.load(handle)), args["output"])
 
 
 def _assemble(args: dict[str, Any]) -> None:

@@ -25,11 +25,6 @@ from .sources.kinds import describe_location
 
 RECIPE_INLINE_LIMIT = 16 * 1024  # bytes of a job recipe passed on its command line
 
-# Bumped when the archive's bytes change for the same plan: it is part of the plan digest,
-# so an archive made by an earlier version is removed and made again. (Build files are
-# named by their content; the profile drops Snakemake's params and code triggers.)
-RECIPE_VERSION = 1
-
 
 class Untracked:
     """A job param Snakemake does not compare between runs: message text (which image a

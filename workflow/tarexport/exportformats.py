@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 from . import buildpaths
 from .descriptors import blob_member
 from .digests import hex_of
-from .exportcontext import RECIPE_VERSION, ExportContext, layer_sources, parents_of
+from .exportcontext import ExportContext, layer_sources, parents_of
 from .formats import docker_legacy
 from .formats.saveindex import ManifestEntry
 from .mediatypes import MediaType
-from .sources.base import recipe_json
+from .recipes import IndexEntry, ManifestLayer, ManifestRecipe, PlatformManifest, index_entries_text, platforms_text
 
 
 class ExportFormat:
@@ -136,7 +136,7 @@ class OciExport(ExportFormat):
         ]
 
     def plan_contents(self) -> dict[str, bytes]:
-        return {"index-entries.json": recipe_json([list(e) for e in self.index_entries()]).encode()}
+        return {"index-entries.json": index_entries_text(self.index_entries()).encode()}
 
     def archive_inputs(self) -> list[str]:
         build = self.context.build_dir
@@ -155,18 +155,18 @@ class OciExport(ExportFormat):
 
     def manifest_recipe(self, image_hex: str) -> str:
         layers = [
-            {
-                "path": layer.build_file,
-                "digest": layer.digest,
-                "media_type": layer.media_type,
+            ManifestLayer(
+                layer.build_file,
+                layer.digest,
+                layer.media_type,
                 # a left-out foreign layer keeps its recorded size and URLs
-                "size": layer.source.foreign.size if layer.source.foreign and not layer.build_file else -1,
-                "urls": list(layer.urls),
-            }
+                layer.source.foreign.size if layer.source.foreign and not layer.build_file else -1,
+                list(layer.urls),
+            )
             for layer in self.context.layers[image_hex]
         ]
-        recipe = {"v": RECIPE_VERSION, "config": buildpaths.config(self.context.build_dir, image_hex), "layers": layers}
-        return self.context.passable(recipe_json(recipe))
+        recipe = ManifestRecipe(buildpaths.config(self.context.build_dir, image_hex), layers)
+        return self.context.passable(recipe.to_text())
 
     def image_indexes(self) -> list[str]:
         """Hex digests of the source indexes kept whole (`platforms: all`)."""
@@ -181,10 +181,11 @@ class OciExport(ExportFormat):
     def image_index_recipe(self, index_hex: str) -> str:
         """(manifest file, platform) per platform, in the source index's order."""
         index = self.context.kept_index(index_hex)
-        platforms = [(buildpaths.oci_manifest(self.context.build_dir, hex_of(i)), p) for p, i in index.platforms]
-        return self.context.passable(recipe_json(platforms))
+        build = self.context.build_dir
+        platforms = [PlatformManifest(buildpaths.oci_manifest(build, hex_of(i)), p) for p, i in index.platforms]
+        return self.context.passable(platforms_text(platforms))
 
-    def index_entries(self) -> list[tuple[str, str, str, str]]:
+    def index_entries(self) -> list[IndexEntry]:
         """(file, media type, full name, tag) per index.json entry: one per tag, in request order.
 
         A tag that names a kept multi-platform index points at our copy of that index.
@@ -193,14 +194,14 @@ class OciExport(ExportFormat):
         for planned in self.context.plan.images:
             manifest = buildpaths.oci_manifest(self.context.build_dir, hex_of(planned.image.image_id))
             if not planned.tags:
-                entries.append((manifest, MediaType.OCI_MANIFEST, "", ""))
+                entries.append(IndexEntry(manifest, MediaType.OCI_MANIFEST, "", ""))
             for tag in planned.tags:
                 index = self.context.plan.tag_indexes.get(tag)
                 if index is None:
-                    entries.append((manifest, MediaType.OCI_MANIFEST, str(tag), tag.tag))
+                    entries.append(IndexEntry(manifest, MediaType.OCI_MANIFEST, str(tag), tag.tag))
                 else:
                     path = buildpaths.oci_image_index(self.context.build_dir, hex_of(index.digest))
-                    entries.append((path, MediaType.OCI_INDEX, str(tag), tag.tag))
+                    entries.append(IndexEntry(path, MediaType.OCI_INDEX, str(tag), tag.tag))
         return entries
 
 

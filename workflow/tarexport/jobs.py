@@ -8,7 +8,6 @@ import os
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from .digests import sha256_digest
 from .errors import TarexportError
@@ -17,24 +16,25 @@ from .formats import docker_legacy, oci
 from .layerfiles import verify_layer_file
 from .layers import compression_of
 from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
+from .recipes import IndexEntry, ManifestRecipe, PlatformManifest
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, TarStyle, write_tar
 
 
-def write_oci_manifest(recipe: dict[str, Any], output: str) -> None:
+def write_oci_manifest(recipe: ManifestRecipe, output: str) -> None:
     """An image's OCI manifest; sizes are those of the finished build files."""
-    config_path = recipe["config"]
+    config_path = recipe.config
     config = oci.Descriptor(
         MediaType.OCI_CONFIG, "sha256:" + os.path.basename(config_path)[: -len(".json")], os.path.getsize(config_path)
     )
     layers = [
         oci.Descriptor(
-            _media_type_of(layer["path"], layer["media_type"]),
-            layer["digest"],
+            _media_type_of(layer.path, layer.media_type),
+            layer.digest,
             # a left-out foreign layer has no file: its recorded size stands
-            os.path.getsize(layer["path"]) if layer["path"] else layer["size"],
-            tuple(layer["urls"]),
+            os.path.getsize(layer.path) if layer.path else layer.size,
+            tuple(layer.urls),
         )
-        for layer in recipe["layers"]
+        for layer in recipe.layers
     ]
     write_atomically(output, oci.manifest_bytes(config, layers))
 
@@ -56,15 +56,15 @@ def _descriptor_of(path: str, media_type: str) -> oci.Descriptor:
     return oci.Descriptor(media_type, sha256_digest(data), len(data))
 
 
-def write_oci_index(entries: list[tuple[str, str, str, str]], output: str) -> None:
-    """index.json from the finished manifests and indexes: (file, media type, full name, tag)."""
-    index = [oci.IndexEntry(_descriptor_of(path, media_type), name, tag) for path, media_type, name, tag in entries]
+def write_oci_index(entries: list[IndexEntry], output: str) -> None:
+    """index.json from the finished manifests and indexes, one entry per planned entry."""
+    index = [oci.IndexEntry(_descriptor_of(e.path, e.media_type), e.full_name, e.tag) for e in entries]
     write_atomically(output, oci.index_bytes(index))
 
 
-def write_oci_image_index(platforms: list[tuple[str, dict[str, Any]]], output: str) -> None:
-    """A multi-platform index over our manifests: (manifest file, platform) per platform."""
-    children = [(_descriptor_of(path, MediaType.OCI_MANIFEST), platform) for path, platform in platforms]
+def write_oci_image_index(platforms: list[PlatformManifest], output: str) -> None:
+    """A multi-platform index over our manifests, one per platform in the source's order."""
+    children = [(_descriptor_of(p.path, MediaType.OCI_MANIFEST), p.platform) for p in platforms]
     write_atomically(output, oci.image_index_bytes(children))
 
 

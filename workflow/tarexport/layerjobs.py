@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import shlex
 
-from .exportcontext import RECIPE_VERSION, ExportContext, Untracked
+from .exportcontext import ExportContext, Untracked
 from .layerfiles import WHOLE_HASH_LIMIT
 from .linklayer import checked_blob_path
-from .sources.base import LayerRef, recipe_json
+from .recipes import LayerRecipe, LayerSource
+from .sources.base import LayerRef
 from .sources.blobs import SourceKind
 
 # Above this, a layer job is limited to one per CPU. Measured on 2 cores with 16 job slots:
@@ -34,23 +35,21 @@ class StoredLayers:
 
     def recipe(self, key: str) -> str:
         """What the job must produce (tracked): its output is named by digest anyway."""
-        return recipe_json({"v": RECIPE_VERSION, "diff_id": self.by_hex[key].diff_id})
+        return LayerRecipe(self.by_hex[key].diff_id).to_text()
 
     def source(self, key: str) -> Untracked:
         """Where and how the job reads its blob (untracked: the bytes are verified)."""
         blob = self.by_hex[key].blob
         settings = self.context.settings
         return Untracked(
-            recipe_json(
-                {
-                    "blob": blob.to_json(),
-                    "label": self.context.label(blob),
-                    "max_expansion": settings.max_layer_expansion,
-                    "max_bytes": settings.max_layer_mib << 20,
-                    "keep_free": settings.keep_free_mib << 20,
-                    "link": settings.link_layers,
-                }
-            )
+            LayerSource(
+                blob,
+                self.context.label(blob),
+                settings.max_layer_expansion,
+                settings.max_layer_mib << 20,
+                settings.keep_free_mib << 20,
+                settings.link_layers,
+            ).to_text()
         )
 
     def users(self, key: str) -> Untracked:

@@ -17,15 +17,15 @@ from functools import cached_property
 from . import buildpaths
 from .digests import hex_of, sha256_digest
 from .errors import TarexportError
-from .exportcontext import RECIPE_VERSION, ExportContext
+from .exportcontext import ExportContext
 from .exportformats import FORMATS, ExportFormat
 from .fileio import write_atomically, write_if_changed
 from .formats.saveindex import manifest_json, repositories_json
 from .layerfiles import record_path
 from .layerjobs import StoredLayers
 from .plan import Plan
+from .recipes import RECIPE_VERSION, recipe_json
 from .settings import Settings
-from .sources.base import recipe_json
 from .tarball import Entry, Sink, write_tar
 
 

@@ -7,7 +7,6 @@ can open the same bytes from its recipe alone.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,11 +60,6 @@ class SourceImage:
     def names(self) -> set[str]:
         """Repository names the image is known under."""
         return {ref.name for ref in self.tags} | {ref.name for ref in self.digest_refs}
-
-
-def recipe_json(value: Any) -> str:
-    """A stable JSON text for a job recipe (Snakemake compares params by repr)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
