@@ -226,3 +226,17 @@ def test_braces_in_write_paths_are_one_line(tmp_path, key: str) -> None:
         f"tarexport: error: config key {key}: out/{{image}}.tar has a brace, which Snakemake reads as a wildcard;"
         " choose a path without"
     )
+
+
+def test_oci_assembly_reads_only_the_manifests_of_its_own_plan(tmp_path) -> None:
+    """A build directory shared by configurations holds other plans' manifests and
+    indexes: the assembly walks the files its plan names, not everything there (a stray
+    entry it cannot read, here a directory, stopped it)."""
+    src, work, output = exported_once(str(tmp_path))
+    config = {"sources": [src], "images": [TAG], "format": "oci"}
+    export(work, **config)
+    before = sha256_file(output)
+    os.makedirs(os.path.join(work, "build", "oci", "manifests", "f" * 64 + ".json"))
+    export(work, **config, compression="gzip")  # assembles again, from the same manifests
+    export(work, **config)
+    assert sha256_file(output) == before

@@ -8,6 +8,8 @@ rule export:
         files=PIPELINE.archive_inputs(),
         # the plan digest, in a file named by it (see pipeline._mark_current)
         plan_digest=PIPELINE.plan_file("archive.plan"),
+        # the format's own metadata files (OCI manifests and indexes) the archive takes
+        documents=PIPELINE.plan_file("archive-documents.json"),
     output:
         archive=OUTPUT,
         # the plan the archive was made from; a later run with another plan removes a stale archive
@@ -30,4 +32,4 @@ rule export:
         ),
     shell:
         "tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
-        " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} 2> >(tee {log:q} >&2)"
+        " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} --documents {input.documents:q} 2> >(tee {log:q} >&2)"

@@ -66,7 +66,13 @@ def _oci_index(args: dict[str, Any]) -> None:
 def _assemble(args: dict[str, Any]) -> None:
     from .jobs import assemble
 
-    assemble(args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full")
+    documents: list[str] = []
+    if args["documents"]:
+        with open(args["documents"], encoding="utf-8") as handle:
+            documents = json.load(handle)
+    assemble(
+        args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full", documents
+    )
     if args["plan-record"]:
         from .fileio import write_plan_record
 
@@ -82,7 +88,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dic
     "assemble": (
         _assemble,
         ("build-dir", "output"),
-        {"format": "docker", "compression": "none", "plan": "", "plan-record": "", "verify": "quick"},
+        {"format": "docker", "compression": "none", "plan": "", "plan-record": "", "verify": "quick", "documents": ""},
         (),
         "write the archive from the build directory",
     ),

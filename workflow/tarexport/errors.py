@@ -1,4 +1,9 @@
-"""The project's single error type: every user-facing failure is one line."""
+"""The project's single error type: every user-facing failure is one line.
+
+Re-raising: `from exc` where the cause is a system or decoder error worth a developer's
+look (it is never printed to users: they get str(error) alone); `from None` where the
+cause says nothing more (an error re-located with image, source and member) or could
+carry a secret (HTTP errors, a credential helper's output: never chained)."""
 
 
 class TarexportError(Exception):

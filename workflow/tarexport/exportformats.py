@@ -8,6 +8,7 @@ archive's entries are read back from the build directory by the same modules (jo
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -49,6 +50,10 @@ class ExportFormat:
 
     def decides(self) -> Any:
         """What else decides the archive's bytes (a JSON value), for the plan digest."""
+        return []
+
+    def documents(self) -> list[str]:
+        """Its own metadata files the assembly walks (relative to build_dir)."""
         return []
 
 
@@ -137,6 +142,12 @@ class OciExport(ExportFormat):
 
     def plan_contents(self) -> dict[str, bytes]:
         return {"index-entries.json": index_entries_text(self.index_entries()).encode()}
+
+    def documents(self) -> list[str]:
+        build = self.context.build_dir
+        files = [buildpaths.oci_manifest(build, h) for h in self.context.config_ids()]
+        files += [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
+        return [os.path.relpath(path, build) for path in files]
 
     def archive_inputs(self) -> list[str]:
         build = self.context.build_dir

@@ -33,7 +33,7 @@ class atomic_output:  # used like the function it replaced: `with atomic_output(
             # mode fixed whatever the umask: set by fchmod below
             descriptor = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from None
+            raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from exc
         self.handle: BinaryIO = open(descriptor, "wb")  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> BinaryIO:
@@ -147,7 +147,7 @@ def _finish(temporary: str, path: str, failure: BaseException | None, body_error
             failure = exc
     _unlink_quietly(temporary)
     if isinstance(failure, OSError):
-        raise TarexportError(f"cannot write {path} ({failure.strerror or failure})") from None
+        raise TarexportError(f"cannot write {path} ({failure.strerror or failure})") from failure
     if failure is not body_error:
         raise failure
     return False
@@ -164,7 +164,7 @@ def _temporary_beside(path: str) -> str:
             if name.startswith(prefix) and name.endswith(PART_SUFFIX):
                 _unlink_quietly(os.path.join(directory, name))
     except OSError as exc:
-        raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from None
+        raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from exc
     return os.path.join(directory, f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{PART_SUFFIX}")
 
 

@@ -69,7 +69,7 @@ def write_oci_image_index(platforms: list[PlatformManifest], output: str) -> Non
 
 
 # format -> (its archive's entries, read from the build directory; how its tar is written)
-ARCHIVES: dict[str, tuple[Callable[[str], list[Entry]], TarStyle]] = {
+ARCHIVES: dict[str, tuple[Callable[[str, list[str]], list[Entry]], TarStyle]] = {
     "docker": (docker_legacy.archive_entries, DOCKER_20),
     "oci": (oci.archive_entries, DOCKER_25),
 }
@@ -82,10 +82,17 @@ COMPRESSORS = {
 
 
 def assemble(
-    build_dir: str, output: str, fmt: str = "docker", compression: str = "none", full_verify: bool = False
+    build_dir: str,
+    output: str,
+    fmt: str = "docker",
+    compression: str = "none",
+    full_verify: bool = False,
+    documents: list[str] | None = None,
 ) -> None:
+    """The archive from the build directory; `documents`: the format's own metadata files
+    the plan made (OCI manifests and indexes, relative to build_dir)."""
     read_entries, style = ARCHIVES[fmt]
-    entries = read_entries(build_dir)
+    entries = read_entries(build_dir, documents or [])
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")

@@ -320,5 +320,5 @@ def materialize(
             blob_digest = "sha256:" + blob_hash.hexdigest()
             if blob.digest and blob_digest != blob.digest:
                 raise TarexportError(f"layer blob has digest {blob_digest}, expected {blob.digest}", **where) from None
-            raise TarexportError(f"layer is not valid {kind} ({exc})", **where) from None
+            raise TarexportError(f"layer is not valid {kind} ({exc})", **where) from exc
     write_record(output)

@@ -44,7 +44,7 @@ def _open_member(root: str, member: str, label: str) -> tuple[BinaryIO, int]:
     except FileNotFoundError:
         raise TarexportError("file is missing", source=label, member=member) from None
     except OSError as exc:
-        raise TarexportError(f"cannot read ({exc.strerror})", source=label, member=member) from None
+        raise TarexportError(f"cannot read ({exc.strerror})", source=label, member=member) from exc
     info = os.fstat(stream.fileno())
     if info.st_mode & 0o170000 != 0o100000:  # S_ISREG, without importing stat
         stream.close()

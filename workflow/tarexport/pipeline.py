@@ -106,6 +106,8 @@ class Pipeline:
         if self.repositories is not None:
             contents["repositories"] = self.repositories
         contents.update(self.export_format.plan_contents())
+        # the format's own metadata files, for the assembly to walk (none in format docker)
+        contents["archive-documents.json"] = recipe_json(self.export_format.documents()).encode()
         # what the archive is made from, as an input of the export job: a changed plan
         # (another compression, say) re-runs it by this file's modification time
         contents["archive.plan"] = self.plan_digest.encode() + b"\n"

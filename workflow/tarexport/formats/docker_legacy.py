@@ -96,12 +96,13 @@ def file_mtime(created_unix: int) -> int:
     return created_unix if 0 <= created_unix <= _CHTIMES_MAX else 0
 
 
-def archive_entries(build_dir: str) -> list[Entry]:
+def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
     """The archive's entries, derived from the finished build directory.
 
     Reads manifest.json and the configs as a loader would, so the assembly needs no
-    other recipe: the first v1 directory (in manifest order) holding a diff gets the
-    file, later ones a relative symlink to it, as Docker writes shared layers.
+    other recipe (`document_files`, the OCI format's manifests, are none here): the first
+    v1 directory (in manifest order) holding a diff gets the file, later ones a relative
+    symlink to it, as Docker writes shared layers.
     """
     with open(buildpaths.manifest(build_dir, "docker"), "rb") as handle:
         manifest_bytes = handle.read()

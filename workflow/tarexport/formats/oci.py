@@ -121,19 +121,19 @@ def _descriptors(document: dict[str, Any]) -> tuple[Descriptor, list[Descriptor]
     return descriptor(document["config"]), [descriptor(layer) for layer in document["layers"]]
 
 
-def archive_entries(build_dir: str) -> list[Entry]:
+def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
     """The archive's entries, found by walking from index.json through the build directory.
 
-    Blobs are written once each; layers and configs are stamped with the `created` of the
-    first image using them (as Docker stamps blobs with their image's), the rest with 0.
+    `document_files` are the manifests and indexes the plan made (relative to build_dir):
+    only those are read (a shared build directory holds other configurations' too). Blobs
+    are written once each; layers and configs are stamped with the `created` of the first
+    image using them (as Docker stamps blobs with their image's), the rest with 0.
     """
     documents: dict[str, str] = {}  # digest -> file, for our manifests and indexes
-    for directory in ("manifests", "indexes"):
-        folder = os.path.join(buildpaths.format_dir(build_dir, "oci"), directory)
-        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as handle:
-                documents[sha256_digest(handle.read())] = path
+    for name in document_files:
+        path = os.path.join(build_dir, name)
+        with open(path, "rb") as handle:
+            documents[sha256_digest(handle.read())] = path
     blobs: dict[str, Entry] = {}
 
     def add(digest: str, path: str, mtime: int, check: str = "") -> None:

@@ -93,7 +93,7 @@ class DirectoryContainer(Container):
         except FileNotFoundError:
             raise TarexportError("file is missing", source=self.label, member=member) from None
         except OSError as exc:
-            raise TarexportError(f"cannot read ({exc.strerror})", source=self.label, member=member) from None
+            raise TarexportError(f"cannot read ({exc.strerror})", source=self.label, member=member) from exc
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             os.close(descriptor)
@@ -191,7 +191,7 @@ class TarContainer(Container):
         except TarexportError as error:
             raise located(error, source=label) from None
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:  # ValueError: garbage sparse maps
-            raise TarexportError(f"is not a readable tar archive ({exc})", source=label) from None
+            raise TarexportError(f"is not a readable tar archive ({exc})", source=label) from exc
 
     def _resolve(self, member: str) -> tarfile.TarInfo:
         name = clean_member(member, self.label)

@@ -13,7 +13,8 @@ from .containers import TarContainer, clean_member
 from .metadata import diff_ids_of, parse_json
 
 
-def images_from_manifest(container: TarContainer, source: str) -> list[SourceImage]:
+def images_from_manifest(container: TarContainer) -> list[SourceImage]:
+    source = container.label
     manifest = parse_json(container.read_small("manifest.json"), "manifest.json", source, "manifest.json", list)
     images: dict[str, SourceImage] = {}
     for item in manifest:

@@ -53,5 +53,5 @@ def open_blob(blob: BlobRef, label: str) -> tuple[BinaryIO, int]:
         except FileNotFoundError:
             raise TarexportError("archive is missing", source=label, member=blob.member) from None
         except OSError as exc:
-            raise TarexportError(f"cannot read ({exc.strerror})", source=label, member=blob.member) from None
+            raise TarexportError(f"cannot read ({exc.strerror})", source=label, member=blob.member) from exc
     return open_container(blob.source_kind, blob.source_path, label).open(blob.member)

@@ -87,7 +87,7 @@ def _registry_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
             by_repository.setdefault(path, []).append(ref)
     for repository, refs in by_repository.items():
         container = RegistryContainer(settings, repository, label, want.cache_dir)
-        reader = LayoutReader(container, label, want.platform, want.all_platforms)
+        reader = LayoutReader(container, want.platform, want.all_platforms)
         for ref in refs:
             try:
                 if ref.digest:
@@ -108,7 +108,7 @@ def _layout_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     if not os.path.isdir(spec.resolved):
         raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
     container = DirectoryContainer(spec.resolved, spec.path)
-    return images_from_layout(container, spec.path, spec.repository, want.platform, want.all_platforms)
+    return images_from_layout(container, spec.repository, want.platform, want.all_platforms)
 
 
 def _archive_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
@@ -119,11 +119,11 @@ def _archive_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     contents = LayoutContents([], [])
     if container.exists("oci-layout") and container.exists("index.json"):
         listed = container.exists("manifest.json")  # then images may be listed there alone
-        contents = images_from_layout(container, spec.path, spec.repository, want.platform, want.all_platforms, listed)
+        contents = images_from_layout(container, spec.repository, want.platform, want.all_platforms, listed)
     images = contents.images
     if container.exists("manifest.json"):
         by_id = {image.image_id: image for image in images}
-        for image in images_from_manifest(container, spec.path):
+        for image in images_from_manifest(container):
             known = by_id.get(image.image_id)
             if known is None:
                 images.append(image)

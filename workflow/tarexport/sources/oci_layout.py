@@ -77,7 +77,6 @@ class LayoutContents:
 
 def images_from_layout(
     container: Container,
-    source: str,
     repository: str,
     platform: str,
     all_platforms: bool = False,
@@ -88,6 +87,7 @@ def images_from_layout(
     `may_be_empty`: an index without a manifests list (null, or none at all) holds no images;
     Docker 25+ saves so an image saved by ID only, listing it in manifest.json alone (Go
     writes an empty slice as null)."""
+    source = container.label
     if not container.exists("oci-layout"):
         raise TarexportError("has no oci-layout file; not an OCI image layout", source=source)
     index = parse_json(container.read_small("index.json"), "index.json", source, "index.json")
@@ -96,7 +96,7 @@ def images_from_layout(
         return LayoutContents([], [])
     if not isinstance(manifests, list):
         raise TarexportError("index.json has no manifests list", source=source, member="index.json")
-    reader = LayoutReader(container, source, platform, all_platforms)
+    reader = LayoutReader(container, platform, all_platforms)
     for entry in manifests:
         if not isinstance(entry, dict):
             raise TarexportError("index.json entry is not an object", source=source, member="index.json")
@@ -111,8 +111,7 @@ def images_from_layout(
 
 @dataclass
 class LayoutReader:
-    container: Container
-    source: str
+    container: Container  # its label names the source in messages
     platform: str
     all_platforms: bool
     images: dict[str, SourceImage] = field(default_factory=dict)
@@ -121,6 +120,10 @@ class LayoutReader:
     # each manifest and index is read once, however many tags or parent indexes name it
     # (30,000 tags of one image; indexes nested 40 wide and 4 deep)
     _read: dict[tuple[Any, Any, Any], tuple[str, str, list[tuple[dict[str, Any], str]]]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return self.container.label
 
     def add_target(self, descriptor: dict[str, Any], names: list[Reference], depth: int) -> str:
         """Add the image a descriptor names (through indexes); return its image ID."""
@@ -142,7 +145,7 @@ class LayoutReader:
             return image_id
         if not is_manifest(media_type) and media_type is not None:
             raise TarexportError(f"unsupported manifest media type {media_type!r}", source=source, member=ref.member)
-        image_id = _add_manifest(self.container, source, document, ref, names, self.images)
+        image_id = _add_manifest(self.container, document, ref, names, self.images)
         self._read[key] = (image_id, "", [])
         return image_id
 
@@ -179,13 +182,12 @@ class LayoutReader:
 
 def _add_manifest(
     container: Container,
-    source: str,
     manifest: dict[str, Any],
     manifest_ref: BlobRef,
     names: list[Reference],
     images: dict[str, SourceImage],
 ) -> str:
-    member = manifest_ref.member
+    source, member = container.label, manifest_ref.member
     config_descriptor = manifest.get("config")
     if not isinstance(config_descriptor, dict):
         raise TarexportError("manifest has no config descriptor", source=source, member=member)
