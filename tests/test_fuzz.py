@@ -179,7 +179,7 @@ def test_gzip_members_in_any_split(parts: list[bytes], levels: list[int], chunk:
     at a member's end, it is a valid shorter stream: the layer's digest tells)."""
     import gzip
 
-    from tarexport.layers import _gunzip
+    from tarexport.inflate import gunzip
 
     members = [gzip.compress(part, levels[i % len(levels)], mtime=0) for i, part in enumerate(parts)]
     data = b"".join(members)
@@ -189,10 +189,10 @@ def test_gzip_members_in_any_split(parts: list[bytes], levels: list[int], chunk:
         for start in range(0, len(stream), chunk):
             yield stream[start : start + chunk]
 
-    assert b"".join(bytes(piece) for piece in _gunzip(chunks(data))) == b"".join(parts)
+    assert b"".join(bytes(piece) for piece in gunzip(chunks(data))) == b"".join(parts)
     if 0 < cut < len(data) and len(data) - cut not in ends:  # at a member's end, a shorter stream
         try:
-            out = b"".join(bytes(piece) for piece in _gunzip(chunks(data[:-cut])))
+            out = b"".join(bytes(piece) for piece in gunzip(chunks(data[:-cut])))
         except EOFError as error:
             assert "truncated" in str(error), error
         else:

@@ -139,14 +139,14 @@ def test_highly_compressed_members_come_out_whole_in_bounded_pieces(tmp_path) ->
 
 @pytest.mark.parametrize("module", ["zlib", "isal.isal_zlib"])
 def test_inflating_in_small_bounded_pieces_gives_every_byte(monkeypatch, module: str) -> None:
-    from tarexport import layers
+    from tarexport import inflate as inflate_module
 
     inflate = pytest.importorskip(module)
-    monkeypatch.setattr(layers, "PIECE", 1000)  # a byte of deflated zeros gives up to ~1030 bytes
+    monkeypatch.setattr(inflate_module, "PIECE", 1000)  # a byte of deflated zeros gives up to ~1030 bytes
     data = bytes(300_000) + os.urandom(5000)
     stream = compress(data, "gzip")
     one_byte_chunks = (stream[i : i + 1] for i in range(len(stream)))
-    pieces = list(layers._decompress(one_byte_chunks, lambda: inflate.decompressobj(wbits=31), "gzip"))
+    pieces = list(inflate_module.decompress(one_byte_chunks, lambda: inflate.decompressobj(wbits=31), "gzip"))
     assert b"".join(pieces) == data
     assert max(map(len, pieces)) <= 1000
 
@@ -159,12 +159,12 @@ def zstd_frames(*parts: bytes, checksum: bool = False) -> bytes:
 
 
 def test_zstd_inflates_in_bounded_pieces(monkeypatch) -> None:
-    from tarexport import layers
+    from tarexport import inflate as inflate_module
 
-    monkeypatch.setattr(layers, "PIECE", 1000)
+    monkeypatch.setattr(inflate_module, "PIECE", 1000)
     data = bytes(3_000_000) + os.urandom(5000)  # one RLE block of zeros gives 128 KiB
     stream = zstd_frames(data[:1_000_000], data[1_000_000:], checksum=True)
-    pieces = list(layers._unzstd(iter([stream])))
+    pieces = list(inflate_module.unzstd(iter([stream])))
     assert b"".join(pieces) == data
     assert max(map(len, pieces)) <= 1000
 
@@ -178,11 +178,11 @@ def test_a_zstd_bomb_is_inflated_in_bounded_memory(tmp_path) -> None:
     script = f"""
 import sys, zstandard
 sys.path.insert(0, {os.path.join(os.path.dirname(__file__), "..", "workflow")!r})
-from tarexport import layers
+from tarexport import inflate as inflate_module
 writer = zstandard.ZstdCompressor().compressobj()
 zeros = bytes(16 << 20)
 stream = b"".join([writer.compress(zeros) for _ in range(64)]) + writer.flush()
-total = sum(len(piece) for piece in layers._unzstd(iter([stream])))
+total = sum(len(piece) for piece in inflate_module.unzstd(iter([stream])))
 peak_kb = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(len(stream), total, int(peak_kb) // 1024)
 """
@@ -198,7 +198,7 @@ print(len(stream), total, int(peak_kb) // 1024)
 
 @pytest.mark.parametrize("checksum", [False, True])
 def test_a_zstd_stream_cut_anywhere_is_truncated(checksum: bool) -> None:
-    from tarexport.layers import ZstdFrames
+    from tarexport.inflate import ZstdFrames
 
     skippable = (0x184D2A53).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
     import zstandard

@@ -13,8 +13,8 @@ from .digests import sha256_digest
 from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
+from .inflate import compression_of
 from .layerfiles import verify_layer_file
-from .layers import compression_of
 from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
 from .recipes import IndexEntry, ManifestRecipe, PlatformManifest
 from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, TarStyle, write_tar
