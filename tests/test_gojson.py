@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tarexport.digests import chain_ids
+from tarexport.dockerconfig import decode_v1_image
 from tarexport.errors import TarexportError
 from tarexport.formats.docker_legacy import create_v1_id, v1_layers
-from tarexport.gojson import GoTime, decode_v1_image, encode_string, encode_value
+from tarexport.gojson import GoTime, encode_string, encode_value
 
 
 @pytest.mark.parametrize(

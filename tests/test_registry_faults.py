@@ -227,7 +227,7 @@ def test_a_body_trickled_forever_is_cut_at_its_time_limit() -> None:
     import time
 
     from tarexport.errors import TarexportError
-    from tarexport.sources.registry import read_bounded
+    from tarexport.sources.registry_http import read_bounded
 
     class Trickle:
         def read1(self, size: int) -> bytes:

@@ -197,13 +197,13 @@ class GoStruct:
         return struct
 
     def _field_for(self, key: str) -> Field | None:
-        if any(_go_equal_fold(key, name) for name in self.SHADOWED):
+        if any(go_equal_fold(key, name) for name in self.SHADOWED):
             return None
         for field in self.FIELDS:
             if field.name == key:
                 return field
         for field in self.FIELDS:
-            if _go_equal_fold(key, field.name):
+            if go_equal_fold(key, field.name):
                 return field
         return None
 
@@ -223,7 +223,7 @@ class GoStruct:
         return out
 
 
-def _go_equal_fold(key: str, name: str) -> bool:
+def go_equal_fold(key: str, name: str) -> bool:
     """encoding/json's key matching: simple case folding, with the Kelvin sign and long s."""
     return go_fold(key) == go_fold(name)
 
@@ -240,7 +240,7 @@ def go_field(document: Any, name: str) -> Any:
         return None
     value = None
     for key, item in document:
-        if _go_equal_fold(key, name):
+        if go_equal_fold(key, name):
             value = item
     return value
 
@@ -342,18 +342,6 @@ def _time(raw: Any, where: str) -> GoTime:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _health(raw: Any, where: str) -> HealthConfig | None:
-    return None if raw is None else HealthConfig.decode(raw, where)
-
-
-def _config_ptr(raw: Any, where: str) -> ContainerConfig | None:
-    return None if raw is None else ContainerConfig.decode(raw, where)
-
-
-def _config_struct(raw: Any, where: str) -> ContainerConfig:
-    return ContainerConfig.decode(raw, where)
-
-
 def _int_ptr(raw: Any, where: str) -> int | None:
     return None if raw is None else _int(raw, where)
 
@@ -367,21 +355,15 @@ _DECODERS: dict[str, Callable[[Any, str], Any]] = {
     "stringmap": _string_map,
     "setmap": _set_map,
     "time": _time,
-    "health": _health,
-    "configptr": _config_ptr,
-    "struct": _config_struct,
     "intptr": _int_ptr,
     "timeptr": lambda raw, where: None if raw is None else _time(raw, where),
 }
 _MERGING: dict[str, Callable[[Any, str, Any], Any]] = {
     "stringmap": _string_map,
     "setmap": _set_map,
-    "health": lambda raw, where, into: HealthConfig.decode(raw, where, into),
-    "configptr": lambda raw, where, into: ContainerConfig.decode(raw, where, into),
-    "struct": lambda raw, where, into: ContainerConfig.decode(raw, where, into),
 }
 # Kinds whose null sets nil (pointers, slices, maps); for the others null is a no-op.
-_NULL_SETS = {"strings", "strslice", "stringmap", "setmap", "health", "configptr", "intptr", "timeptr"}
+_NULL_SETS = {"strings", "strslice", "stringmap", "setmap", "intptr", "timeptr"}
 _ZERO: dict[str, Callable[[], Any]] = {
     "string": str,
     "bool": bool,
@@ -391,107 +373,20 @@ _ZERO: dict[str, Callable[[], Any]] = {
     "stringmap": lambda: None,
     "setmap": lambda: None,
     "time": GoTime,
-    "health": lambda: None,
-    "configptr": lambda: None,
-    "struct": lambda: ContainerConfig(),
     "intptr": lambda: None,
     "timeptr": lambda: None,
 }
 
 
-class HealthConfig(GoStruct):
-    """api/types/container.HealthConfig (Docker 20.10)."""
-
-    FIELDS = (
-        Field("Test", "strings", omitempty=True),
-        Field("Interval", "int", omitempty=True),
-        Field("Timeout", "int", omitempty=True),
-        Field("StartPeriod", "int", omitempty=True),
-        Field("Retries", "int", omitempty=True),
-    )
-
-
-class ContainerConfig(GoStruct):
-    """api/types/container.Config (Docker 20.10)."""
-
-    FIELDS = (
-        Field("Hostname", "string"),
-        Field("Domainname", "string"),
-        Field("User", "string"),
-        Field("AttachStdin", "bool"),
-        Field("AttachStdout", "bool"),
-        Field("AttachStderr", "bool"),
-        Field("ExposedPorts", "setmap", omitempty=True),
-        Field("Tty", "bool"),
-        Field("OpenStdin", "bool"),
-        Field("StdinOnce", "bool"),
-        Field("Env", "strings"),
-        Field("Cmd", "strslice"),
-        Field("Healthcheck", "health", omitempty=True),
-        Field("ArgsEscaped", "bool", omitempty=True),
-        Field("Image", "string"),
-        Field("Volumes", "setmap"),
-        Field("WorkingDir", "string"),
-        Field("Entrypoint", "strslice"),
-        Field("NetworkDisabled", "bool", omitempty=True),
-        Field("MacAddress", "string", omitempty=True),
-        Field("OnBuild", "strings"),
-        Field("Labels", "stringmap"),
-        Field("StopSignal", "string", omitempty=True),
-        Field("StopTimeout", "intptr", omitempty=True),
-        Field("Shell", "strslice", omitempty=True),
-    )
-
-
-class V1Image(GoStruct):
-    """image.V1Image (Docker 20.10): the v1 fields of an image config."""
-
-    # Docker decodes configs into image.Image, whose own `parent` field shadows V1Image's.
-    SHADOWED = frozenset({"parent"})
-    FIELDS = (
-        Field("id", "string", omitempty=True),
-        Field("parent", "string", omitempty=True),
-        Field("comment", "string", omitempty=True),
-        Field("created", "time"),
-        Field("container", "string", omitempty=True),
-        Field("container_config", "struct", omitempty=True),
-        Field("docker_version", "string", omitempty=True),
-        Field("author", "string", omitempty=True),
-        Field("config", "configptr", omitempty=True),
-        Field("architecture", "string", omitempty=True),
-        Field("variant", "string", omitempty=True),
-        Field("os", "string", omitempty=True),
-        Field("Size", "int", omitempty=True),
-    )
-
-
-class History(GoStruct):
-    """image.History (Docker 20.10): one entry of a config's `history`."""
-
-    FIELDS = (
-        Field("created", "timeptr", omitempty=True),
-        Field("author", "string", omitempty=True),
-        Field("created_by", "string", omitempty=True),
-        Field("comment", "string", omitempty=True),
-        Field("empty_layer", "bool", omitempty=True),
-    )
-
-
-def decode_history(config_bytes: bytes) -> list[dict[str, Any]]:
-    """A config's `history` as Docker's image.Image holds it: each entry's field values
-    (Go's key matching; the last matching key wins). ValueError where Go's decoder fails."""
-    pairs = load_pairs(config_bytes, "config")
-    if not isinstance(pairs, JSONObject):
-        raise ValueError("config is not a JSON object")
-    raw: Any = None
-    for key, value in pairs:
-        if _go_equal_fold(key, "history"):
-            raw = value
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ValueError("history must be a list")
-    return [History().values if entry is None else History.decode(entry, "history").values for entry in raw]
+def struct_kind(kind: str, struct: type[GoStruct], pointer: bool) -> None:
+    """Declare a field kind that holds a struct (dockerconfig.py declares Docker's). A
+    pointer's zero value is nil and null sets it nil; a struct's zero value is the empty
+    struct and null leaves it. A repeated key decodes into the value already there."""
+    _DECODERS[kind] = struct.decode
+    _MERGING[kind] = lambda raw, where, into: struct.decode(raw, where, into)
+    _ZERO[kind] = (lambda: None) if pointer else struct
+    if pointer:
+        _NULL_SETS.add(kind)
 
 
 def _replace_each_byte(error: UnicodeError) -> tuple[str, int]:
@@ -519,12 +414,3 @@ def load_pairs(data: bytes, what: str) -> Any:
         return json.loads(text, object_pairs_hook=JSONObject)
     except (ValueError, RecursionError) as exc:
         raise TarexportError(f"{what} is not valid JSON ({exc})") from None
-
-
-def decode_v1_image(config_bytes: bytes, what: str) -> V1Image:
-    """Decode an image config into V1Image as Docker's image.NewFromJSON does."""
-    pairs = load_pairs(config_bytes, what)
-    try:
-        return V1Image.decode(pairs, "")
-    except ValueError as exc:
-        raise TarexportError(f"{what}: {exc}") from None

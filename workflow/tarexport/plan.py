@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .dockerconfig import V1Image, decode_v1_image
 from .errors import TarexportError
-from .gojson import V1Image, decode_v1_image
 from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
 from .sources.base import LayerRef, SourceImage, SourceIndex
 from .sources.loading import SourceSpec, load_images

@@ -12,7 +12,7 @@ import yaml
 from .errors import TarexportError
 from .sources.blobs import SourceKind
 from .sources.loading import SourceSpec
-from .sources.registry import RegistrySettings
+from .sources.registry_http import RegistrySettings
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Any
 from .. import buildpaths
 from ..descriptors import ForeignSource
 from ..digests import chain_ids, hex_of
-from ..gojson import UNIX_EPOCH, RawJSON, V1Image, decode_v1_image, encode_string, encode_value, go_text
+from ..dockerconfig import V1Image, decode_v1_image
+from ..gojson import UNIX_EPOCH, RawJSON, encode_string, encode_value, go_text
 from ..tarball import Entry, sort_key
 from .saveindex import ManifestEntry, parse_manifest_json
 

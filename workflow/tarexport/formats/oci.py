@@ -16,8 +16,9 @@ from typing import Any
 from .. import buildpaths
 from ..descriptors import CONTAINERD_NAME, OCI_REF_NAME, blob_member
 from ..digests import hex_of, sha256_digest
+from ..dockerconfig import decode_v1_image
 from ..errors import TarexportError
-from ..gojson import decode_v1_image, encode_string, encode_value
+from ..gojson import encode_string, encode_value
 from ..mediatypes import MediaType, is_foreign_layer
 from ..tarball import Entry, sort_key
 from .docker_legacy import file_mtime

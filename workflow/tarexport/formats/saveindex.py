@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass, field
 
 from ..descriptors import ForeignSource
+from ..dockerconfig import decode_history
 from ..errors import TarexportError
-from ..gojson import decode_history, encode_string, encode_value
+from ..gojson import encode_string, encode_value
 
 
 @dataclass(frozen=True)

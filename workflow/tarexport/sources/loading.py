@@ -17,7 +17,7 @@ from .docker_archive import images_from_manifest
 from .oci_layout import LayoutContents, LayoutReader, images_from_layout
 
 if TYPE_CHECKING:  # imported when used: ssl and http cost every layer job's start
-    from .registry import RegistrySettings
+    from .registry_http import RegistrySettings
 
 __all__ = ["BlobRef", "SourceImage", "SourceSpec", "load_images"]
 
