@@ -16,7 +16,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from ..descriptors import BLOB_MEMBER_FORM, blob_member, digest_of_blob_member
 from ..digests import is_digest, sha256_digest
@@ -31,6 +31,27 @@ from .download import ResumingDownload
 from .registry_http import RegistrySettings, RegistryTransport, read_bounded
 
 
+class RegistryLocation(NamedTuple):
+    """Where a job finds a registry blob again: how to reach the registry (names of secrets
+    only, never their values) and the repository. Carried in recipes as text."""
+
+    settings: RegistrySettings
+    repository: str
+
+    def to_text(self) -> str:
+        return json.dumps({"registry": self.settings.to_text(), "repository": self.repository}, sort_keys=True)
+
+    @classmethod
+    def from_text(cls, text: str) -> RegistryLocation:
+        data = json.loads(text)
+        return cls(RegistrySettings.from_text(data["registry"]), data["repository"])
+
+    @property
+    def url(self) -> str:
+        """`<registry URL>/<repository>`, for messages."""
+        return self.settings.url + "/" + self.repository
+
+
 class RegistryContainer(Container):
     """One repository of a registry, read like a layout: members are `blobs/sha256/<hex>`."""
 
@@ -41,19 +62,17 @@ class RegistryContainer(Container):
         self.label = label
         self.kind = SourceKind.REGISTRY
         # its location, what a job needs to reach it again: settings and repository, no secrets
-        self.path = json.dumps({"registry": settings.to_text(), "repository": repository}, sort_keys=True)
+        self.path = RegistryLocation(settings, repository).to_text()
         self.transport = RegistryTransport(settings, repository, label)
 
     @classmethod
     def at(cls, location: str, label: str) -> RegistryContainer:
-        data = json.loads(location)
-        return cls(RegistrySettings.from_text(data["registry"]), data["repository"], label)
+        where = RegistryLocation.from_text(location)
+        return cls(where.settings, where.repository, label)
 
     @classmethod
     def describe(cls, location: str) -> str:
-        """`<registry URL>/<repository>`."""
-        data = json.loads(location)
-        return RegistrySettings.from_text(data["registry"]).url + "/" + data["repository"]
+        return RegistryLocation.from_text(location).url
 
     def cached_copy(self, blob: BlobRef) -> BlobRef:
         """Where the verified copy of a blob read while planning lies: the cache is laid out
