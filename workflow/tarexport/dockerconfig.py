@@ -7,50 +7,54 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import TarexportError
-from .gojson import Field, GoStruct, JSONObject, go_equal_fold, load_pairs, struct_kind
+from .gojson import GoStruct, JSONObject, fields, go_equal_fold, load_pairs, struct_kind
 
 
 class HealthConfig(GoStruct):
     """api/types/container.HealthConfig (Docker 20.10)."""
 
-    FIELDS = (
-        Field("Test", "strings", omitempty=True),
-        Field("Interval", "int", omitempty=True),
-        Field("Timeout", "int", omitempty=True),
-        Field("StartPeriod", "int", omitempty=True),
-        Field("Retries", "int", omitempty=True),
+    FIELDS = fields(
+        """
+        Test        strings omitempty
+        Interval    int omitempty
+        Timeout     int omitempty
+        StartPeriod int omitempty
+        Retries     int omitempty
+        """
     )
 
 
 class ContainerConfig(GoStruct):
     """api/types/container.Config (Docker 20.10)."""
 
-    FIELDS = (
-        Field("Hostname", "string"),
-        Field("Domainname", "string"),
-        Field("User", "string"),
-        Field("AttachStdin", "bool"),
-        Field("AttachStdout", "bool"),
-        Field("AttachStderr", "bool"),
-        Field("ExposedPorts", "setmap", omitempty=True),
-        Field("Tty", "bool"),
-        Field("OpenStdin", "bool"),
-        Field("StdinOnce", "bool"),
-        Field("Env", "strings"),
-        Field("Cmd", "strslice"),
-        Field("Healthcheck", "health", omitempty=True),
-        Field("ArgsEscaped", "bool", omitempty=True),
-        Field("Image", "string"),
-        Field("Volumes", "setmap"),
-        Field("WorkingDir", "string"),
-        Field("Entrypoint", "strslice"),
-        Field("NetworkDisabled", "bool", omitempty=True),
-        Field("MacAddress", "string", omitempty=True),
-        Field("OnBuild", "strings"),
-        Field("Labels", "stringmap"),
-        Field("StopSignal", "string", omitempty=True),
-        Field("StopTimeout", "intptr", omitempty=True),
-        Field("Shell", "strslice", omitempty=True),
+    FIELDS = fields(
+        """
+        Hostname        string
+        Domainname      string
+        User            string
+        AttachStdin     bool
+        AttachStdout    bool
+        AttachStderr    bool
+        ExposedPorts    setmap omitempty
+        Tty             bool
+        OpenStdin       bool
+        StdinOnce       bool
+        Env             strings
+        Cmd             strslice
+        Healthcheck     health omitempty
+        ArgsEscaped     bool omitempty
+        Image           string
+        Volumes         setmap
+        WorkingDir      string
+        Entrypoint      strslice
+        NetworkDisabled bool omitempty
+        MacAddress      string omitempty
+        OnBuild         strings
+        Labels          stringmap
+        StopSignal      string omitempty
+        StopTimeout     intptr omitempty
+        Shell           strslice omitempty
+        """
     )
 
 
@@ -59,32 +63,36 @@ class V1Image(GoStruct):
 
     # Docker decodes configs into image.Image, whose own `parent` field shadows V1Image's.
     SHADOWED = frozenset({"parent"})
-    FIELDS = (
-        Field("id", "string", omitempty=True),
-        Field("parent", "string", omitempty=True),
-        Field("comment", "string", omitempty=True),
-        Field("created", "time"),
-        Field("container", "string", omitempty=True),
-        Field("container_config", "struct", omitempty=True),
-        Field("docker_version", "string", omitempty=True),
-        Field("author", "string", omitempty=True),
-        Field("config", "configptr", omitempty=True),
-        Field("architecture", "string", omitempty=True),
-        Field("variant", "string", omitempty=True),
-        Field("os", "string", omitempty=True),
-        Field("Size", "int", omitempty=True),
+    FIELDS = fields(
+        """
+        id               string omitempty
+        parent           string omitempty
+        comment          string omitempty
+        created          time
+        container        string omitempty
+        container_config struct omitempty
+        docker_version   string omitempty
+        author           string omitempty
+        config           configptr omitempty
+        architecture     string omitempty
+        variant          string omitempty
+        os               string omitempty
+        Size             int omitempty
+        """
     )
 
 
 class History(GoStruct):
     """image.History (Docker 20.10): one entry of a config's `history`."""
 
-    FIELDS = (
-        Field("created", "timeptr", omitempty=True),
-        Field("author", "string", omitempty=True),
-        Field("created_by", "string", omitempty=True),
-        Field("comment", "string", omitempty=True),
-        Field("empty_layer", "bool", omitempty=True),
+    FIELDS = fields(
+        """
+        created     timeptr omitempty
+        author      string omitempty
+        created_by  string omitempty
+        comment     string omitempty
+        empty_layer bool omitempty
+        """
     )
 
 

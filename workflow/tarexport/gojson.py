@@ -162,6 +162,16 @@ class Field:
     omitempty: bool = False
 
 
+def fields(declaration: str) -> tuple[Field, ...]:
+    """A struct's fields written as Go declares them, one per line: `Name kind [omitempty]`
+    (the JSON key, a kind of _DECODERS, and whether `omitempty` is in its tag)."""
+    out = []
+    for line in declaration.strip().splitlines():
+        name, kind, *flags = line.split()
+        out.append(Field(name, kind, omitempty=flags == ["omitempty"]))
+    return tuple(out)
+
+
 class GoStruct:
     """A Go struct value: fields in declaration order, decoded with Go's rules."""
 
