@@ -14,7 +14,8 @@ from tarexport.digests import chain_ids
 from tarexport.dockerconfig import decode_v1_image
 from tarexport.errors import TarexportError
 from tarexport.formats.docker_legacy import create_v1_id, v1_layers
-from tarexport.gojson import GoTime, encode_string, encode_value
+from tarexport.gojson import encode_string, encode_value
+from tarexport.gotime import GoTime
 
 
 @pytest.mark.parametrize(

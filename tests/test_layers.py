@@ -383,7 +383,8 @@ def test_the_shell_job_stores_a_small_blob_with_the_record_python_writes(tmp_pat
     blob = blob_in_layout(tmp_path, LAYER[:300_000])
     out = tmp_path / "build" / "layer.tar"
     out.parent.mkdir()
-    job = small_layer_job(source_file(blob), blob.digest[7:], str(blob.size), link, str(out), "false")
+    record = record_path(str(out))
+    job = small_layer_job(source_file(blob), blob.digest[7:], str(blob.size), link, str(out), record, "false")
     assert job.returncode == 0, job.stderr
     assert out.read_bytes() == LAYER[:300_000]
     assert os.path.samefile(out, source_file(blob)) == (link == "1")
@@ -406,9 +407,10 @@ def test_the_shell_job_hands_anything_odd_to_the_python_job(tmp_path, case: str)
     else:
         source = str(tmp_path / "missing")
     marker = tmp_path / "fallback"
-    job = small_layer_job(source, digest, str(blob.size), "1", str(out), "touch", str(marker), path=path)
+    record = record_path(str(out))
+    job = small_layer_job(source, digest, str(blob.size), "1", str(out), record, "touch", str(marker), path=path)
     assert job.returncode == 0, job.stderr
-    assert marker.exists()  # the Python job ran, with the arguments after the five
+    assert marker.exists()  # the Python job ran, with the arguments after the six
     assert not out.exists() and not os.path.exists(record_path(str(out)))
     assert os.stat(source_file(blob)).st_nlink == 1
 

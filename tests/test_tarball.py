@@ -11,19 +11,8 @@ import pytest
 
 from tarexport.errors import TarexportError
 from tarexport.jobs import COMPRESSORS
-from tarexport.tarball import (
-    BLOCK,
-    DOCKER_20,
-    DOCKER_25,
-    CompressingSink,
-    DirectSink,
-    Entry,
-    Sink,
-    TarStyle,
-    header,
-    sort_key,
-    write_tar,
-)
+from tarexport.tarball import BLOCK, DOCKER_20, DOCKER_25, Entry, TarStyle, header, sort_key, write_tar
+from tarexport.tarsinks import CompressingSink, DirectSink, Sink
 
 
 def build(tmp_path, entries: list[Entry], style: TarStyle = DOCKER_20, compressor: object = None) -> bytes:

@@ -17,7 +17,8 @@ from .inflate import compression_of
 from .layerfiles import verify_layer_file
 from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
 from .recipes import IndexEntry, ManifestRecipe, PlatformManifest
-from .tarball import DOCKER_20, DOCKER_25, CompressingSink, DirectSink, Entry, Sink, TarStyle, write_tar
+from .tarball import DOCKER_20, DOCKER_25, Entry, TarStyle, write_tar
+from .tarsinks import CompressingSink, DirectSink, Sink
 
 
 def write_oci_manifest(recipe: ManifestRecipe, output: str) -> None:

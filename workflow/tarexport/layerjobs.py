@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from .exportcontext import ExportContext, Untracked
-from .layerfiles import WHOLE_HASH_LIMIT
+from .layerfiles import WHOLE_HASH_LIMIT, record_path
 from .linklayer import checked_blob_path
 from .recipes import LayerRecipe, LayerSource
 from .sources.base import LayerRef
@@ -95,7 +95,7 @@ class StoredLayers:
             command = _shell_words(*words, images, output)
             path = blob.size <= WHOLE_HASH_LIMIT and checked_blob_path(blob.source_path, blob.member, blob.size)
             if path:
-                small = ["tarexport_small", path, key, str(blob.size), link, output]
+                small = ["tarexport_small", path, key, str(blob.size), link, output, record_path(output)]
                 command = f"{_shell_words(*small)} {command}"  # the Python job: its fallback
         else:
             recipe, source = self.recipe(key), str(self.source(key))

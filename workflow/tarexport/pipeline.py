@@ -26,7 +26,8 @@ from .layerjobs import StoredLayers
 from .plan import Plan
 from .recipes import RECIPE_VERSION, recipe_json
 from .settings import Settings
-from .tarball import Entry, Sink, write_tar
+from .tarball import Entry, write_tar
+from .tarsinks import Sink
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from .. import buildpaths
 from ..descriptors import ForeignSource
 from ..digests import chain_ids, hex_of
 from ..dockerconfig import V1Image, decode_v1_image
-from ..gojson import UNIX_EPOCH, RawJSON, encode_string, encode_value, go_text
+from ..gojson import RawJSON, encode_string, encode_value, go_text
+from ..gotime import UNIX_EPOCH
 from ..tarball import Entry, sort_key
 from .saveindex import ManifestEntry, parse_manifest_json
 
