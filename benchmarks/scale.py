@@ -145,7 +145,10 @@ def layer_job_ms(build: str, layout: str) -> dict[str, float]:
     code = "from tarexport.linklayer import main; main()"
     args = [os.path.realpath(layout), f"blobs/sha256/{name}", str(size), f"sha256:{name}", "1", "layout", "-", output]
     env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": build + "/pycache"}
-    small_args = [os.path.join(blobs, name), name, str(size), "1", output, "false"]
+    sys.path.insert(0, os.path.join(ROOT, "workflow"))
+    from tarexport.layerfiles import record_path
+
+    small_args = [os.path.join(blobs, name), name, str(size), "1", output, record_path(output), "false"]
     with open(os.path.join(ROOT, "workflow", "scripts", "small_layer.sh")) as handle:
         shell_job = handle.read()
     commands = {
