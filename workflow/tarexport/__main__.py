@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .errors import TarexportError
+from .errors import TarexportError, error_line
 
 
 def _recipe(args: dict[str, Any]) -> Any:
@@ -137,11 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run(options)
-    except TarexportError as exc:
-        print(f"tarexport: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # disk full, permissions, a build file removed behind our back
-        print(f"tarexport: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except (TarexportError, OSError) as exc:  # OSError: disk full, a build file removed behind our back
+        print(error_line(exc), file=sys.stderr)
         return 1
     return 0
 

@@ -45,10 +45,6 @@ def config(build_dir: str, image_hex: str) -> str:
     return os.path.join(build_dir, "configs", image_hex + ".json")
 
 
-def format_dir(build_dir: str, fmt: str) -> str:
-    return os.path.join(build_dir, fmt)
-
-
 def manifest(build_dir: str, fmt: str) -> str:
     return os.path.join(build_dir, fmt, "manifest.json")
 
@@ -89,6 +85,12 @@ def log(build_dir: str, stage: str, name: str) -> str:
 def benchmark(build_dir: str, stage: str, name: str) -> str:
     """A job's Snakemake benchmark record."""
     return os.path.join(build_dir, "benchmarks", stage, name + ".tsv")
+
+
+def registry_cache(build_dir: str) -> str:
+    """Manifests and configs read from registries while planning, verified, by digest
+    (laid out like an OCI layout's blobs)."""
+    return os.path.join(build_dir, "registry")
 
 
 def plan_record(build_dir: str) -> str:

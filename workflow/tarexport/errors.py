@@ -24,6 +24,14 @@ class TarexportError(Exception):
         super().__init__(" ".join(text.split("\n")))
 
 
+def error_line(error: TarexportError | OSError) -> str:
+    """The one line a user sees for an error: ours as it is, a system error (disk full, an
+    unreadable file) by its file and reason, never a traceback."""
+    if isinstance(error, OSError):
+        return f"tarexport: error: {error.filename or ''}: {error.strerror or error}"
+    return f"tarexport: error: {error}"
+
+
 def located(error: TarexportError, *, image: str = "", source: str = "", member: str = "") -> TarexportError:
     """The same error with what it lacks of image, source and member filled in."""
     return TarexportError(

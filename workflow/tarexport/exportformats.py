@@ -143,18 +143,18 @@ class OciExport(ExportFormat):
     def plan_contents(self) -> dict[str, bytes]:
         return {"index-entries.json": index_entries_text(self.index_entries()).encode()}
 
-    def documents(self) -> list[str]:
+    @cached_property
+    def _document_files(self) -> list[str]:
+        """Its manifests (one per image) and kept multi-platform indexes."""
         build = self.context.build_dir
         files = [buildpaths.oci_manifest(build, h) for h in self.context.config_ids()]
-        files += [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
-        return [os.path.relpath(path, build) for path in files]
+        return files + [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
+
+    def documents(self) -> list[str]:
+        return [os.path.relpath(path, self.context.build_dir) for path in self._document_files]
 
     def archive_inputs(self) -> list[str]:
-        build = self.context.build_dir
-        files = [buildpaths.oci_index(build)]
-        files += [buildpaths.oci_manifest(build, h) for h in self.context.config_ids()]
-        files += [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
-        return files
+        return [buildpaths.oci_index(self.context.build_dir), *self._document_files]
 
     def decides(self) -> Any:
         return self.index_entries()
@@ -201,6 +201,11 @@ class OciExport(ExportFormat):
 
         A tag that names a kept multi-platform index points at our copy of that index.
         """
+        return list(self._index_entries)
+
+    @cached_property
+    def _index_entries(self) -> list[IndexEntry]:
+        # asked by the plan file, the plan digest and the index rule: made once per parse
         entries = []
         for planned in self.context.plan.images:
             manifest = buildpaths.oci_manifest(self.context.build_dir, hex_of(planned.image.image_id))

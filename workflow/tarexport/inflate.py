@@ -35,15 +35,14 @@ def decompress(chunks: Iterator[bytes], new_decompressor: Callable[[], Any], kin
     chunk expands to, and the output buffers stay below the size glibc maps and unmaps
     anew each time (measured: inflating 900 MB took 1.3 s less system time). Each member
     costs a new decompressor: past FREE_GZIP_MEMBERS, each must have given 512 bytes (one
-    tar record), so a
-    stream of empty members (20 bytes each) is refused rather than walked for minutes.
+    tar record), so a stream of empty members (20 bytes each) is refused rather than
+    walked for minutes.
     """
     decompressor = new_decompressor()
     started = False
     members = produced = 0
     window = MAX_WINDOW
-    member_start = 0  # input bytes before the current member, over all chunks
-    consumed = 0
+    member_bytes = 0  # input the current member has taken so far, over all chunks
     pending_output = False
     for chunk in chunks:
         view = memoryview(chunk)
@@ -57,19 +56,18 @@ def decompress(chunks: Iterator[bytes], new_decompressor: Callable[[], Any], kin
             if decompressor.eof:
                 used = len(given) - len(decompressor.unused_data)
                 offset += used
-                consumed += used
                 members += 1
                 if members > FREE_GZIP_MEMBERS + produced // 512:
                     raise ValueError(f"{members} {kind} members gave only {produced} bytes")
-                window = min(MAX_WINDOW, max(MIN_WINDOW, 2 * (consumed - member_start)))
-                member_start = consumed
+                window = min(MAX_WINDOW, max(MIN_WINDOW, 2 * (member_bytes + used)))
+                member_bytes = 0
                 decompressor = new_decompressor()
                 started = False
                 pending_output = False
             else:
                 used = len(given) - len(decompressor.unconsumed_tail)
                 offset += used
-                consumed += used
+                member_bytes += used
                 window = min(MAX_WINDOW, 2 * window)
                 pending_output = len(piece) == PIECE  # a full piece: more may be pending
     if started and not decompressor.eof:

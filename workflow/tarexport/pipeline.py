@@ -20,7 +20,7 @@ from .errors import TarexportError
 from .exportcontext import ExportContext
 from .exportformats import FORMATS, ExportFormat
 from .fileio import write_atomically, write_if_changed
-from .formats.saveindex import manifest_json, repositories_json
+from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layerfiles import record_path
 from .layerjobs import StoredLayers
 from .plan import Plan
@@ -90,12 +90,16 @@ class Pipeline:
     # -------- manifest.json and repositories, computed once per parse: the rules, the
     # archive inputs and the plan digest all ask
     @cached_property
+    def _manifest_entries(self) -> list[ManifestEntry]:
+        return self.export_format.manifest_entries()
+
+    @cached_property
     def manifest_json(self) -> bytes:
-        return manifest_json(self.export_format.manifest_entries())
+        return manifest_json(self._manifest_entries)
 
     @cached_property
     def repositories(self) -> bytes | None:
-        return repositories_json(self.export_format.manifest_entries())
+        return repositories_json(self._manifest_entries)
 
     # -------- plan files: manifest.json, repositories and what the format adds
     @cached_property

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import buildpaths
-from .errors import TarexportError
+from .errors import TarexportError, error_line
 from .fileio import remove_stale_output
 from .pathsafety import check_build_dir, check_write_paths
 from .pipeline import Pipeline
@@ -39,12 +39,6 @@ class FailedPlan:
         raise SystemExit(self.message)
 
 
-def _message(error: Exception) -> str:
-    if isinstance(error, OSError):  # an unreadable source: still one line, no traceback
-        return f"tarexport: error: {error.filename or ''}: {error.strerror or error}"
-    return f"tarexport: error: {error}"
-
-
 def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
     """The configuration, validated, with its write paths checked against its sources."""
     settings = load_settings(config, schema_path, workdir)
@@ -55,7 +49,7 @@ def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> 
 
 
 def planned(settings: Settings, workdir: str) -> Pipeline:
-    cache = os.path.join(workdir, settings.build_dir, "registry")  # verified manifests and configs
+    cache = os.path.join(workdir, buildpaths.registry_cache(settings.build_dir))
     catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all", settings.images, cache)
     return Pipeline(settings, make_plan(catalog, settings.images))
 
@@ -71,13 +65,13 @@ def plan_export(config: dict[str, Any], schema_path: str, workdir: str) -> Pipel
     try:
         settings = checked_settings(config, schema_path, workdir)
     except (TarexportError, OSError) as error:
-        return FailedPlan(_message(error))
+        return FailedPlan(error_line(error))
     try:
         pipeline = planned(settings, workdir)
         pipeline.write_plan_files()
     except (TarexportError, OSError) as error:
         return FailedPlan(
-            _message(error),
+            error_line(error),
             stale_output=settings.output,  # relative to the work directory, as Snakemake runs in it
             plan_record=buildpaths.plan_record(settings.build_dir),
         )

@@ -130,11 +130,12 @@ def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
     are written once each; layers and configs are stamped with the `created` of the first
     image using them (as Docker stamps blobs with their image's), the rest with 0.
     """
-    documents: dict[str, str] = {}  # digest -> file, for our manifests and indexes
+    documents: dict[str, tuple[str, bytes]] = {}  # digest -> file and bytes, our manifests and indexes
     for name in document_files:
         path = os.path.join(build_dir, name)
         with open(path, "rb") as handle:
-            documents[sha256_digest(handle.read())] = path
+            data = handle.read()
+        documents[sha256_digest(data)] = (path, data)
     blobs: dict[str, Entry] = {}
 
     def add(digest: str, path: str, mtime: int, check: str = "") -> None:
@@ -142,12 +143,12 @@ def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
         blobs.setdefault(name, Entry(name, "file", mtime, path=path, check=(check, digest) if check else None))
 
     def walk(descriptor: dict[str, Any]) -> None:
-        path = documents.get(descriptor["digest"])
-        if path is None:
+        found = documents.get(descriptor["digest"])
+        if found is None:
             raise TarexportError(f"build file for {descriptor['digest']} is missing; run the workflow again")
+        path, data = found
         add(descriptor["digest"], path, 0)
-        with open(path, "rb") as handle:
-            document = json.loads(handle.read())
+        document = json.loads(data)
         if descriptor["mediaType"] == MediaType.OCI_INDEX:
             for child in document["manifests"]:
                 walk(child)
@@ -158,9 +159,10 @@ def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
             created = file_mtime(decode_v1_image(handle.read(), config_file).values["created"].unix_seconds())
         add(config.digest, config_file, created, "config")
         for layer in layers:
-            if is_foreign_layer(layer.media_type) and not os.path.exists(layer_build_file(build_dir, layer)):
+            layer_file = layer_build_file(build_dir, layer)
+            if is_foreign_layer(layer.media_type) and not os.path.exists(layer_file):
                 continue  # a foreign layer left out (`foreign_layers: skip`): loaders fetch it from its URLs
-            add(layer.digest, layer_build_file(build_dir, layer), created, "layer")
+            add(layer.digest, layer_file, created, "layer")
 
     with open(buildpaths.oci_index(build_dir), "rb") as handle:
         for descriptor in json.loads(handle.read())["manifests"]:
