@@ -11,18 +11,26 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+# This file's directory, also inside another workflow (a Snakemake module), where
+# workflow.basedir is the user's. A clone runs its own package; an install, the installed one.
+TAREXPORT_DIR = str(workflow.current_basedir)
+if os.path.isdir(os.path.join(TAREXPORT_DIR, "workflow", "tarexport")):
+    sys.path.insert(0, os.path.join(TAREXPORT_DIR, "workflow"))
 
 from tarexport.startup import FailedPlan, plan_export  # noqa: E402
 
+# The example's configuration, only when no --configfile is given: a user's file is whole
+# by itself (defaults come from the schema) and never inherits the example's sources or
+# images. As a module, the including workflow's `config:` takes its place.
+if not workflow.overwrite_configfiles:
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+    configfile: os.path.join(TAREXPORT_DIR, "config", "config.yaml")
 
 
 # The plan, or why there is none (acted on when the target is asked for: see startup.py).
 PLANNED = plan_export(
     config,
-    os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
+    os.path.join(TAREXPORT_DIR, "schemas", "config.schema.yaml"),
     os.getcwd(),
 )
 
@@ -47,4 +55,6 @@ else:
 
 # `default_target:` counts only for rules of the main Snakefile, and the target rules are
 # in included files: a bare `snakemake` (or `snakemake -n`) means `snakemake export`.
-workflow.default_target = "export"
+# As a module, the including workflow keeps its own default.
+if workflow.modifier.is_main_snakefile():
+    workflow.default_target = "export"

@@ -149,7 +149,7 @@ def layer_job_ms(build: str, layout: str) -> dict[str, float]:
     from tarexport.layerfiles import record_path
 
     small_args = [os.path.join(blobs, name), name, str(size), "1", output, record_path(output), "false"]
-    with open(os.path.join(ROOT, "workflow", "scripts", "small_layer.sh")) as handle:
+    with open(os.path.join(ROOT, "workflow", "tarexport", "small_layer.sh")) as handle:
         shell_job = handle.read()
     commands = {
         "shell": ["bash", "-c", f'set -euo pipefail;\n{shell_job}\ntarexport_small "$@"', "bash", *small_args],

@@ -368,7 +368,7 @@ def test_only_a_regular_tar_of_the_planned_size_inside_the_layout_goes_to_the_sh
     assert checked_blob_path(root, "blobs/sha256/" + "2" * 64, 0) is None  # and it does not hang
 
 
-SMALL_LAYER_JOB = os.path.join(os.path.dirname(__file__), "..", "workflow", "scripts", "small_layer.sh")
+SMALL_LAYER_JOB = os.path.join(os.path.dirname(__file__), "..", "workflow", "tarexport", "small_layer.sh")
 
 
 def small_layer_job(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -24,7 +25,17 @@ def test_snakefmt() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# The one lint left on purpose: the jobs run the tarexport package with the interpreter
+# that drives Snakemake (pip-installed, like the tool itself), so a `conda:` environment
+# would be declared without being what runs; none is declared (README: How the workflow runs).
+SOFTWARE_LINT = "Specify a conda environment or container for each rule."
+
+
 def test_snakemake_lint() -> None:
     result = run(sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--lint")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert result.returncode in (0, 1), output
+    findings = re.findall(r"^    \* (.+?):?$", output, re.MULTILINE)
+    assert set(findings) <= {SOFTWARE_LINT}, output
+    if not findings:
+        assert "Congratulations" in output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pathlib
@@ -9,8 +10,8 @@ import tarfile
 
 import pytest
 
+from tarexport.compressors import COMPRESSORS
 from tarexport.errors import TarexportError
-from tarexport.jobs import COMPRESSORS
 from tarexport.tarball import BLOCK, DOCKER_20, DOCKER_25, Entry, TarStyle, header, sort_key, write_tar
 from tarexport.tarsinks import CompressingSink, DirectSink, Sink
 
@@ -103,8 +104,8 @@ def test_compressed_output_is_the_same_tar_and_reproducible(tmp_path, kind: str)
 
     entries = sample(tmp_path)
     plain = build(tmp_path, entries)
-    first = build(tmp_path, entries, compressor=COMPRESSORS[kind]())
-    second = build(tmp_path, entries, compressor=COMPRESSORS[kind]())
+    first = build(tmp_path, entries, compressor=COMPRESSORS[kind].new())
+    second = build(tmp_path, entries, compressor=COMPRESSORS[kind].new())
     assert first == second
     if kind == "gzip":
         assert first[4:8] == b"\0\0\0\0"  # no time in the header
@@ -195,3 +196,20 @@ def test_numbers_past_eleven_octal_digits_go_into_pax_records_as_go_writes_them(
     # a record whose length gains a digit by counting itself
     assert pax_record("k", "v" * 93) == b"99 k=" + b"v" * 93 + b"\n"
     assert pax_record("k", "v" * 94) == b"101 k=" + b"v" * 94 + b"\n"
+
+
+def test_compressed_archives_need_the_tested_library_version_unless_told() -> None:
+    """Other library versions may give other bytes: refused by default, named in one line."""
+    for compressor in COMPRESSORS.values():
+        # the versions the requirements pin (zstandard bundles libzstd) and this machine has
+        assert compressor.running_version() == compressor.tested_version
+        compressor.check_version(accept_any=False)
+        other = dataclasses.replace(compressor, tested_version="0.0.1")
+        with pytest.raises(TarexportError) as refused:
+            other.check_version(accept_any=False)
+        assert str(refused.value) == (
+            f"compression {compressor.name}: this machine's {compressor.library} is {compressor.running_version()}, "
+            f"and archives are byte-reproducible with {compressor.library} 0.0.1 (tested); install that version, "
+            "or set compressor_versions: any to accept other bytes"
+        )
+        other.check_version(accept_any=True)

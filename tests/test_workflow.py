@@ -312,7 +312,9 @@ def test_small_uncompressed_layout_blobs_are_stored_by_the_shell_job(sources: st
     work = str(tmp_path)
     config = write_config(work, sources=[sources], images=IMAGES)
     planned = snakemake(work, "-n", "-p", configfile=config)
-    by_shell = set(re.findall(r"^Shell command: tarexport_small \S+ ([0-9a-f]{64}) ", planned.output, re.MULTILINE))
+    by_shell = set(
+        re.findall(r"^Shell command: \. \S+; tarexport_small \S+ ([0-9a-f]{64}) ", planned.output, re.MULTILINE)
+    )
     tool_only = {sha(layer)[7:] for layer in TOOL.layers} - {sha(layer)[7:] for layer in BASE.layers}
     assert tool_only and tool_only <= by_shell  # TOOL's own layers are stored uncompressed in the layout
     assert snakemake(work, configfile=config).returncode == 0
@@ -333,7 +335,9 @@ def test_a_corrupted_small_blob_fails_through_the_shell_job_with_one_line(tmp_pa
     work = str(tmp_path / "work")
     os.makedirs(work)
     config = write_config(work, sources=[src], images=["tool:2"])
-    assert "Shell command: tarexport_small " + blob in snakemake(work, "-n", "-p", configfile=config).output
+    assert re.search(
+        r"Shell command: \. \S+; tarexport_small " + blob, snakemake(work, "-n", "-p", configfile=config).output
+    )
     run = snakemake(work, configfile=config)
     lines = [line for line in run.output.splitlines() if line.startswith("tarexport: error:")]
     assert run.returncode != 0 and lines, run.output[-3000:]

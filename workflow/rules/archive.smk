@@ -19,9 +19,8 @@ rule export:
     benchmark:
         os.path.join(BUILD, "benchmarks", "export.tsv")
     localrule: True
-    conda:
-        ENV
     params:
+        jobs=JOBS,
         format=FORMAT,
         compression=PIPELINE.settings.compression,
         verify=PIPELINE.settings.verify_layers,
@@ -31,5 +30,5 @@ rule export:
             os.path.dirname(input.manifest)
         ),
     shell:
-        "tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
+        "{params.jobs} tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
         " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} --documents {input.documents:q} 2> >(tee {log:q} >&2)"

@@ -15,8 +15,6 @@ for _batch in PIPELINE.image_files:
         log:
             buildpaths.log(BUILD, "images", _batch.rule),
         localrule: True
-        conda:
-            ENV
         params:
             # the build directory, from an output: wherever outputs are staged
             build_dir=lambda wildcards, output: os.path.dirname(

@@ -13,8 +13,6 @@ rule manifest_json:
     benchmark:
         buildpaths.benchmark(BUILD, FORMAT, "manifest")
     localrule: True
-    conda:
-        ENV
     shell:
         "cp {input:q} {output:q} 2> >(tee {log:q} >&2)"
 
@@ -29,7 +27,5 @@ rule repositories:
     benchmark:
         buildpaths.benchmark(BUILD, FORMAT, "repositories")
     localrule: True
-    conda:
-        ENV
     shell:
         "cp {input:q} {output:q} 2> >(tee {log:q} >&2)"

@@ -14,14 +14,13 @@ rule layer_tar:
     wildcard_constraints:
         diff="[0-9a-f]{64}",
     priority: fixed_signature(lambda wc: LAYERS.priority(wc.diff))
-    conda:
-        ENV
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=fixed_signature(lambda wc: LAYERS.downloads(wc.diff)),
         # over 1 MiB: at most one per CPU (set in the Snakefile)
         big_layers=fixed_signature(lambda wc: LAYERS.is_big(wc.diff)),
     params:
+        jobs=JOBS,
         # tracked: what the job must produce
         recipe=fixed_signature(lambda wc: LAYERS.recipe(wc.diff)),
         # untracked (see Untracked): how, from where, and for which images (messages)
@@ -31,7 +30,7 @@ rule layer_tar:
             )
         ),
     shell:
-        "{params.command}"
+        "{params.jobs} {params.command}"
 
 
 # With `layers: keep`: the source's compressed blob as it is, stored by its digest,
@@ -45,16 +44,15 @@ rule layer_blob:
     wildcard_constraints:
         blob="[0-9a-f]{64}",
     priority: fixed_signature(lambda wc: KEPT_BLOBS.priority(wc.blob))
-    conda:
-        ENV
     resources:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=fixed_signature(lambda wc: KEPT_BLOBS.downloads(wc.blob)),
         big_layers=fixed_signature(lambda wc: KEPT_BLOBS.is_big(wc.blob)),
     params:
+        jobs=JOBS,
         # untracked (see Untracked): the images it serves, for messages; where its bytes are
         context=fixed_signature(lambda wc: KEPT_BLOBS.users(wc.blob)),
         source=fixed_signature(lambda wc: KEPT_BLOBS.source(wc.blob)),
         recipe=fixed_signature(lambda wc: KEPT_BLOBS.recipe(wc.blob)),
     shell:
-        "tarexport layer --keep --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport layer --keep --recipe {params.recipe:q} --source {params.source:q} --context {params.context:q} --output {output.layer:q} 2> >(tee {log:q} >&2)"

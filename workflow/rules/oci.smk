@@ -17,12 +17,11 @@ rule oci_manifest:
     wildcard_constraints:
         image="[0-9a-f]{64}",
     localrule: True
-    conda:
-        ENV
     params:
+        jobs=JOBS,
         recipe=lambda wc: OCI.manifest_recipe(wc.image),
     shell:
-        "tarexport oci-manifest --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-manifest --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 rule oci_index:
@@ -37,10 +36,10 @@ rule oci_index:
     benchmark:
         buildpaths.benchmark(BUILD, "oci", "index")
     localrule: True
-    conda:
-        ENV
+    params:
+        jobs=JOBS,
     shell:
-        "tarexport oci-index --entries {input.entries:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-index --entries {input.entries:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 # With `platforms: all`: a multi-platform index over our manifests, one per source index.
@@ -56,9 +55,8 @@ rule oci_image_index:
     wildcard_constraints:
         index="[0-9a-f]{64}",
     localrule: True
-    conda:
-        ENV
     params:
+        jobs=JOBS,
         recipe=lambda wc: OCI.image_index_recipe(wc.index),
     shell:
-        "tarexport oci-image-index --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-image-index --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"

@@ -29,6 +29,7 @@ DIRECTORIES = (
     "registry/blobs",
     "registry/blobs/sha256",
     "pycache",
+    "jobs",
 )
 
 
@@ -75,6 +76,11 @@ def oci_index(build_dir: str) -> str:
 def oci_image_index(build_dir: str, index_hex: str) -> str:
     """Our copy of a multi-platform index, named by the source index's digest."""
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
+
+
+def job_functions(build_dir: str, name: str) -> str:
+    """The shell functions every job's command sources (jobshell.py)."""
+    return os.path.join(build_dir, "jobs", name)
 
 
 def log(build_dir: str, stage: str, name: str) -> str:

@@ -35,7 +35,7 @@ class Untracked:
     the source it came from (a moved layout, a registry's timeout) may re-run its job.
 
     Given a function, the text is made when first used: Snakemake evaluates every job's
-    params while building its DAG (for `conda:`), also for jobs that will not run.
+    params while building its DAG, also for jobs that will not run.
     """
 
     def __init__(self, text: str | Callable[[], str]):

@@ -5,10 +5,10 @@ declared files; the layer jobs are in layers.py and linklayer.py."""
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from .compressors import COMPRESSORS
 from .digests import sha256_digest
 from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
@@ -75,12 +75,6 @@ ARCHIVES: dict[str, tuple[Callable[[str, list[str]], list[Entry]], TarStyle]] = 
     "oci": (oci.archive_entries, DOCKER_25),
 }
 
-COMPRESSORS = {
-    # Fixed levels, no name or time in the gzip header: the same tar gives the same bytes.
-    "gzip": lambda: zlib.compressobj(6, zlib.DEFLATED, 31),
-    "zstd": lambda: __import__("zstandard").ZstdCompressor(level=3, threads=0).compressobj(),
-}
-
 
 def assemble(
     build_dir: str,
@@ -104,7 +98,7 @@ def assemble(
         checked = checker.submit(_check_stored_files, entries, full_verify)
         with atomic_output(output, durable=True) as out:
             if compression != "none":
-                sink: Sink = CompressingSink(out, COMPRESSORS[compression](), Writeback(out.fileno()))
+                sink: Sink = CompressingSink(out, COMPRESSORS[compression].new(), Writeback(out.fileno()))
             else:
                 sink = DirectSink.open(out) or Sink(out, Writeback(out.fileno()))
             try:

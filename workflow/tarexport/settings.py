@@ -21,6 +21,7 @@ class Settings:
     format: str
     layers: str
     compression: str
+    compressor_versions: str
     build_dir: str
     platform: str
     platforms: str
@@ -91,6 +92,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         format=merged["format"],
         layers=merged["layers"],
         compression=merged["compression"],
+        compressor_versions=merged["compressor_versions"],
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
         platforms=merged["platforms"],

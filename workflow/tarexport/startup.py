@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import buildpaths
+from .compressors import COMPRESSORS
 from .errors import TarexportError, error_line
 from .fileio import remove_stale_output
 from .pathsafety import check_build_dir, check_write_paths
@@ -45,6 +46,8 @@ def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> 
     local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
     check_write_paths(settings.output, settings.build_dir, local, workdir)
     check_build_dir(settings.build_dir, workdir)
+    if settings.compression != "none":
+        COMPRESSORS[settings.compression].check_version(settings.compressor_versions == "any")
     return settings
 
 

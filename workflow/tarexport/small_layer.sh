@@ -8,7 +8,7 @@
 #
 #   tarexport_small PATH HEX SIZE LINK OUTPUT RECORD FALLBACK...
 #
-# The Snakefile puts this function into every job's shell prefix.
+# jobshell.py puts this function into the file every job sources.
 tarexport_small() {
     local sum=
     if { [ "$4" = 1 ] && ln -f -- "$1" "$5" 2>/dev/null; } || cp -f -- "$1" "$5" 2>/dev/null; then

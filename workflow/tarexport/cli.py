@@ -1,0 +1,221 @@
+"""`tarexport`: the workflow as one command, for `docker save` habits.
+
+`tarexport save [-o FILE] [--source SRC]... IMAGE...` runs the very workflow `snakemake
+export` runs (its Snakefile, through Snakemake's own command line: no second
+implementation) with a configuration made from the options, in a build directory that
+persists between saves (by default a per-user cache), so a repeated save reuses its layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Any, NoReturn
+
+import yaml
+
+from . import __version__
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# The keys of a configuration that name files: made absolute against the directory the
+# command was started in, since the workflow runs in the build directory.
+_PATH_KEYS = ("output", "build_dir")
+_SOURCE_PATH_KEYS = ("path", "ca_file", "cert_file", "key_file")
+
+
+def workflow_dir() -> str:
+    """The directory holding the Snakefile, its rules, schema, default config and profile:
+    beside the package when installed (tarexport/workflow_files), else the clone's root."""
+    installed = os.path.join(PACKAGE_DIR, "workflow_files")
+    if os.path.isfile(os.path.join(installed, "Snakefile")):
+        return installed
+    return os.path.dirname(os.path.dirname(PACKAGE_DIR))
+
+
+def default_build_dir() -> str:
+    """$XDG_CACHE_HOME/tarexport, as the XDG base directory rules place a per-user cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "tarexport")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line, with where to look (exit status 2, as argparse's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tarexport",
+        description="Export container images to one reproducible archive that docker load, podman load "
+        "and ctr import accept; daemonless.",
+    )
+    parser.add_argument("--version", action="version", version=f"tarexport {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    save = commands.add_parser(
+        "save",
+        help="write images to one archive (as `docker save`)",
+        description="Write IMAGEs (repo:tag, repo, image ID, repo@sha256:...) to one archive, byte-identical "
+        "to `snakemake export` with the same settings. Options given override --configfile.",
+    )
+    save.add_argument("images", nargs="*", metavar="IMAGE", help="what to export (else the configfile's images)")
+    save.add_argument("-o", "--output", metavar="FILE", help="the archive (default: standard output, never a terminal)")
+    save.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="SRC",
+        help="where images come from, in order: an OCI layout directory, a docker-save tar, or a registry URL "
+        "(https://host[:port]; http:// for a plain-http registry)",
+    )
+    save.add_argument("--format", choices=("docker", "oci"), help="archive layout (default docker)")
+    save.add_argument("--compression", choices=("none", "gzip", "zstd"), help="whole-archive compression")
+    save.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="picked from multi-platform images")
+    save.add_argument(
+        "--build-dir", metavar="DIR", help=f"stored layers, reused by later saves (default {default_build_dir()})"
+    )
+    save.add_argument("--cores", metavar="N", help="Snakemake job slots (default: the workflow profile's)")
+    save.add_argument("--configfile", metavar="CFG", help="a tarexport configuration (config/README.md)")
+    return parser
+
+
+def source_entry(text: str, cwd: str) -> str | dict[str, Any]:
+    """A --source as the configuration spells it: a registry for a URL, else a path."""
+    if re.match(r"^https?://", text):
+        url = text.rstrip("/")
+        return (
+            {"type": "registry", "url": url, "insecure": True}
+            if url.startswith("http://")
+            else {
+                "type": "registry",
+                "url": url,
+            }
+        )
+    return os.path.join(cwd, text)
+
+
+def absolute_paths(config: dict[str, Any], cwd: str) -> dict[str, Any]:
+    """The configuration with its file names made absolute against `cwd`."""
+    config = dict(config)
+    for key in _PATH_KEYS:
+        if isinstance(config.get(key), str):
+            config[key] = os.path.join(cwd, config[key])
+    sources = config.get("sources")
+    if isinstance(sources, list):
+        config["sources"] = [_absolute_source(source, cwd) for source in sources]
+    return config
+
+
+def _absolute_source(source: Any, cwd: str) -> Any:
+    if isinstance(source, str):
+        return os.path.join(cwd, source)
+    if isinstance(source, dict):
+        return {
+            key: os.path.join(cwd, value) if key in _SOURCE_PATH_KEYS and isinstance(value, str) else value
+            for key, value in source.items()
+        }
+    return source
+
+
+def save_config(args: argparse.Namespace, cwd: str, build_dir: str, output: str) -> dict[str, Any]:
+    """The workflow's configuration for one save: the configfile's (if any), then the options."""
+    config: dict[str, Any] = {}
+    if args.configfile:
+        with open(os.path.join(cwd, args.configfile), encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--configfile {args.configfile}: not a mapping of settings (config/README.md)")
+        config = absolute_paths(loaded, cwd)
+    if args.sources:
+        config["sources"] = [source_entry(source, cwd) for source in args.sources]
+    if args.images:
+        config["images"] = list(args.images)
+    for key in ("format", "compression", "platform"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    config["output"] = output
+    config["build_dir"] = build_dir
+    return config
+
+
+def snakemake_command(config_path: str, workdir: str, cores: str | None) -> list[str]:
+    """`snakemake export` in `workdir`, with the workflow's own profile."""
+    root = workflow_dir()
+    # the target first: --configfile takes every word up to the next option
+    command = [sys.executable, "-m", "snakemake", "export", "--snakefile", os.path.join(root, "Snakefile")]
+    command += ["--workflow-profile", os.path.join(root, "profiles", "default"), "--directory", workdir]
+    command += ["--configfile", config_path]
+    if cores:
+        command += ["--cores", cores]
+    return command
+
+
+def _run_workflow(command: list[str]) -> int:
+    """Run Snakemake, its lines to standard error (standard output may be the archive).
+    Ctrl-C reaches Snakemake from the terminal and it winds down; this process only waits,
+    so Snakemake is never killed halfway through its cleanup."""
+    process = subprocess.Popen(command, stdout=sys.stderr.fileno())  # before SIG_IGN: children inherit it
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def save(args: argparse.Namespace) -> int:
+    cwd = os.getcwd()
+    to_stdout = not args.output
+    if to_stdout and os.isatty(sys.stdout.fileno()):
+        print("tarexport: error: refusing to write an archive to a terminal: give -o FILE or redirect", file=sys.stderr)
+        return 1
+    if not args.images and not args.configfile:
+        print("tarexport: error: name at least one IMAGE (or give --configfile)", file=sys.stderr)
+        return 2
+    # Snakemake's working directory: its own records, the stored layers in build/, and the
+    # archive for standard output (written, streamed, removed)
+    workdir = os.path.abspath(os.path.join(cwd, args.build_dir) if args.build_dir else default_build_dir())
+    output = os.path.join(workdir, "stdout", f"{os.getpid()}.tar") if to_stdout else os.path.join(cwd, args.output)
+    try:
+        config = save_config(args, cwd, os.path.join(workdir, "build"), output)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        print(f"tarexport: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 1
+    text = yaml.safe_dump(config, sort_keys=True).encode()
+    config_path = os.path.join(workdir, "saves", hashlib.sha256(text).hexdigest()[:16] + ".yaml")
+    os.makedirs(os.path.dirname(config_path), exist_ok=True)
+    with open(config_path, "wb") as handle:
+        handle.write(text)
+    status = _run_workflow(snakemake_command(config_path, workdir, args.cores))
+    if status != 0 or not to_stdout:
+        return status
+    try:
+        with open(output, "rb") as archive:
+            shutil.copyfileobj(archive, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # the reader stopped early (`| head`): as any writer of a pipe, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        os.unlink(output)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return save(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
