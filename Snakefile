@@ -27,6 +27,10 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(TAREXPORT_DIR, "config", "config.yaml")
 
 
+# What `snakemake --report report.html` says first (the archive's summary is under Results).
+report: "workflow/report/workflow.rst"
+
+
 # The plan, or why there is none (acted on when the target is asked for: see startup.py).
 PLANNED = plan_export(
     config,

@@ -175,9 +175,14 @@ def test_progress_is_shown_on_long_downloads(proxy: FaultProxy, tmp_path) -> Non
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "delay", after=200_000, seconds=2.5))
     work = str(tmp_path)
     run = export(work, sources=[source(proxy.url, progress_interval=1)], images=names(proxy.host)[:1])
-    lines = [line for line in run.output.splitlines() if line.startswith(f"tarexport: {BASE_BLOB}:")]
+    # named by the image it serves and the layer, the end said once
+    image = names(proxy.host)[0]
+    lines = [
+        line for line in run.output.splitlines() if line.startswith(f"tarexport: {image}: layer {BASE_BLOB[:19]}:")
+    ]
     size = len(compress(BASE, "gzip")) / (1 << 20)
     assert lines and lines[-1].endswith(f"{size:.1f} of {size:.1f} MiB, done"), run.output[-3000:]
+    assert sum(line.endswith(", done") for line in lines) == 1
     assert any("MiB/s" in line for line in lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import pathlib
@@ -116,14 +117,30 @@ def test_compressed_output_is_the_same_tar_and_reproducible(tmp_path, kind: str)
 
 
 def written_both_ways(directory, entries: list[Entry]) -> tuple[bytes, bytes, bool]:
-    """The archive through the page cache and through DirectSink; whether O_DIRECT was used."""
+    """The archive through the page cache and through DirectSink; whether O_DIRECT was used.
+    Each sink's sha256 (hashed while writing, on its own thread) is checked against the bytes."""
     with open(os.path.join(directory, "cached.tar"), "wb") as handle:
-        write_tar(entries, Sink(handle))
+        cached_sink = Sink(handle)
+        write_tar(entries, cached_sink)
     with open(os.path.join(directory, "direct.tar"), "wb") as handle:
         direct = DirectSink.open(handle)
-        write_tar(entries, direct or Sink(handle))
+        direct_sink = direct or Sink(handle)
+        write_tar(entries, direct_sink)
     read = [pathlib.Path(directory, name).read_bytes() for name in ("cached.tar", "direct.tar")]
+    assert cached_sink.sha256() == hashlib.sha256(read[0]).hexdigest()
+    assert direct_sink.sha256() == hashlib.sha256(read[1]).hexdigest()
+    assert cached_sink.written == direct_sink.written == len(read[0])
     return read[0], read[1], direct is not None
+
+
+def test_a_compressed_archive_is_hashed_as_written(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(os.urandom(3 << 20))
+    for name, compressor in COMPRESSORS.items():
+        with open(tmp_path / name, "wb") as handle:
+            sink = CompressingSink(handle, compressor.new())
+            write_tar([Entry("layer.tar", "file", 0, path=str(data)), Entry("j", "file", 0, data=b"{}")], sink)
+        assert sink.sha256() == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest(), name
 
 
 SIZES = [0, 1, 4095, 4096, DirectSink.BUFFER - 512, DirectSink.BUFFER, 2 * DirectSink.BUFFER + 7]

@@ -81,6 +81,8 @@ def test_the_wheel_carries_the_workflow_files_and_the_command(installed: Install
         "tarexport/workflow_files/config/config.yaml",
         "tarexport/workflow_files/config/README.md",
         "tarexport/workflow_files/profiles/default/config.yaml",
+        "tarexport/workflow_files/workflow/report/summary.rst",
+        "tarexport/workflow_files/workflow/report/workflow.rst",
         "tarexport/small_layer.sh",
         "tarexport/cli.py",
         *rules,
@@ -114,10 +116,16 @@ def test_save_writes_the_archive_snakemake_export_writes(installed: Installed, r
         assert result.returncode == 0, result.stderr.decode()[-3000:]
         assert sha256_file(str(work / f"{fmt}.tar")) == reference[fmt]
         assert result.stdout == b""  # Snakemake's lines went to standard error
-    # the installed workflow ran (the clone copy it was built from is gone) in the cache
-    log = result.stderr.decode()
-    assert f"Snakefile: {installed.venv}" in log
-    assert os.listdir(os.path.join(cache, "tarexport", "build", "layers"))
+    # the installed workflow ran (the clone copy it was built from is gone), in the cache:
+    # its jobs ran the installed package
+    build = os.path.join(cache, "tarexport", "build")
+    assert os.listdir(os.path.join(build, "layers"))
+    (functions,) = os.listdir(os.path.join(build, "jobs"))
+    with open(os.path.join(build, "jobs", functions)) as handle:
+        assert f"PYTHONPATH={installed.venv}/lib/python3.11/site-packages:" in handle.read()
+    # the screen: a line per stage, and the archive named last
+    lines = result.stderr.decode().splitlines()
+    assert lines[-3].startswith(f"tarexport: wrote {work}/oci.tar (") and reference["oci"] in lines[-3]
     # a repeated save reuses everything
     again = installed.run("save", "-o", "oci.tar", "--format", "oci", *sources, *IMAGES, cwd=str(work), cache=cache)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr.decode()
@@ -251,3 +259,42 @@ def test_config_readme_documents_every_key() -> None:
     )
     keys = [*schema["properties"], *registry["properties"]]
     assert [key for key in keys if f"`{key}`" not in readme] == []
+
+
+def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
+    """Options override the configfile; every file name becomes absolute against the
+    directory the command ran in (the workflow runs in the build directory)."""
+    import argparse
+
+    from tarexport.cli import save_config, snakemake_command
+
+    (tmp_path / "my.yaml").write_text(
+        "sources: [layout, {type: registry, url: 'https://r.example', ca_file: ca.pem}]\n"
+        "images: [a:1]\nformat: oci\noutput: out.tar\nbuild_dir: b\n"
+    )
+    args = argparse.Namespace(
+        configfile="my.yaml", sources=None, images=[], format=None, compression="zstd", platform="linux/arm64"
+    )
+    config = save_config(args, str(tmp_path), "/cache/build", "/abs/x.tar")
+    assert config == {
+        "sources": [
+            str(tmp_path / "layout"),
+            {"type": "registry", "url": "https://r.example", "ca_file": str(tmp_path / "ca.pem")},
+        ],
+        "images": ["a:1"],
+        "format": "oci",
+        "compression": "zstd",
+        "platform": "linux/arm64",
+        "output": "/abs/x.tar",
+        "build_dir": "/cache/build",
+    }
+    args.sources, args.images = ["saved.tar", "http://127.0.0.1:5000/", "https://r.example"], ["b:2"]
+    config = save_config(args, str(tmp_path), "/cache/build", "/abs/x.tar")
+    assert config["sources"] == [
+        str(tmp_path / "saved.tar"),
+        {"type": "registry", "url": "http://127.0.0.1:5000", "insecure": True},
+        {"type": "registry", "url": "https://r.example"},
+    ]
+    assert config["images"] == ["b:2"]
+    command = snakemake_command("/cache/saves/c.yaml", "/cache", "3")
+    assert command[3] == "export" and command[-4:] == ["--configfile", "/cache/saves/c.yaml", "--cores", "3"]

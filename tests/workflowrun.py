@@ -26,11 +26,13 @@ class Run:
     output: str  # stdout and stderr together
     max_rss_mib: float = 0.0  # the largest resident set of Snakemake and any of its jobs
     seconds: float = 0.0  # wall clock
+    log: str = ""  # Snakemake's own log file of the run (every line: the screen shows stages)
 
     @property
     def jobs(self) -> Counter[str]:
         """Jobs Snakemake finished, by rule."""
-        return Counter(fold(rule) for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", self.output))
+        text = self.log or self.output
+        return Counter(fold(rule) for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text))
 
     @property
     def nothing_to_do(self) -> bool:
@@ -54,7 +56,23 @@ def snakemake(workdir: str, *args: str, configfile: str = "", cwd: str = "", tim
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", workdir, "export", *args]
     if configfile:
         command += ["--configfile", configfile]
-    return run_measured(command, cwd or workdir, timeout)
+    started = time.time()
+    run = run_measured(command, cwd or workdir, timeout)
+    run.log = snakemake_log(workdir, started)
+    return run
+
+
+def snakemake_log(workdir: str, since: float) -> str:
+    """The log file Snakemake wrote for a run started at `since` (none for a dry run)."""
+    logs = os.path.join(workdir, ".snakemake", "log")
+    try:
+        names = [n for n in os.listdir(logs) if os.path.getmtime(os.path.join(logs, n)) >= since - 1]
+    except OSError:
+        return ""
+    if not names:
+        return ""
+    with open(os.path.join(logs, max(names)), encoding="utf-8", errors="replace") as handle:
+        return handle.read()
 
 
 # Runs the command and writes its peak memory, in KiB, to a file. Measured from here, not

@@ -10,10 +10,18 @@ rule export:
         plan_digest=PIPELINE.plan_file("archive.plan"),
         # the format's own metadata files (OCI manifests and indexes) the archive takes
         documents=PIPELINE.plan_file("archive-documents.json"),
+        # the images the summary lists
+        images=PIPELINE.plan_file("archive-images.json"),
     output:
         archive=OUTPUT,
         # the plan the archive was made from; a later run with another plan removes a stale archive
         plan=PIPELINE.plan_record,
+        # what `snakemake --report` shows: images, sizes, shared layers, the archive's sha256
+        summary=report(
+            buildpaths.summary(BUILD, PLAN_DIGEST),
+            caption="../report/summary.rst",
+            category="Archive",
+        ),
     log:
         os.path.join(BUILD, "logs", "export.log"),
     benchmark:
@@ -25,10 +33,13 @@ rule export:
         compression=PIPELINE.settings.compression,
         verify=PIPELINE.settings.verify_layers,
         plan=PLAN_DIGEST,
+        # untracked: this run's stage times, for the summary (none as a module)
+        stages=Untracked(STAGE_TIMES),
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)
         ),
     shell:
         "{params.jobs} tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
-        " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} --documents {input.documents:q} 2> >(tee {log:q} >&2)"
+        " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} --documents {input.documents:q}"
+        " --summary {output.summary:q} --images {input.images:q} --stages {params.stages:q} 2> >(tee {log:q} >&2)"

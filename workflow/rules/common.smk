@@ -1,12 +1,16 @@
 # What every rule shares: build paths, job resources, the job command, and the hooks
 # around a run. Included only when the plan succeeded (PIPELINE is set).
 
+import logging
+import time
+
 from tarexport import buildpaths
 from tarexport.exportcontext import Untracked
-from tarexport.fileio import remove_stale_output
+from tarexport.fileio import recorded_archive, remove_stale_output
 from tarexport.jobshell import source_line
 from tarexport.layerfiles import record_path
 from tarexport.rulehooks import end_rate_limit_timers, fixed_signature
+from tarexport.screen import Screen, attach
 
 BUILD = PIPELINE.settings.build_dir
 OUTPUT = PIPELINE.settings.output
@@ -34,6 +38,24 @@ if workflow.global_resources.get("big_layers").value is None:
 JOBS = Untracked(source_line(BUILD))
 
 
+# A line per stage instead of Snakemake's block per job (screen.py), for a run of this
+# workflow itself (not as a module of another) when Snakemake was not asked for its own
+# detail: `-p`, `--verbose`, `--quiet` or a dry run keep Snakemake's screen as it is (the
+# stage times, for the archive's summary, are kept either way).
+STAGE_TIMES = ""
+if workflow.modifier.is_main_snakefile():
+    _output = workflow.output_settings
+    STAGE_TIMES = os.path.abspath(buildpaths.stage_times(BUILD))
+    _show = not (
+        _output.dryrun or _output.printshellcmds or _output.verbose or _output.quiet
+    )
+    attach(
+        logging.getLogger("snakemake.logging"),
+        Screen(show=_show, record_to="" if _output.dryrun else STAGE_TIMES),
+    )
+_PARSED_AT = time.time()
+
+
 # An archive left by a run with another configuration must not survive a failed run
 # (onstart runs only when jobs are about to run: never for -n or --lint).
 onstart:
@@ -46,6 +68,14 @@ onstart:
 
 onsuccess:
     end_rate_limit_timers()
+    # the last line: what was written (when this run wrote it)
+    _written = recorded_archive(OUTPUT, PIPELINE.plan_record)
+    if _written and os.path.getmtime(PIPELINE.plan_record) >= _PARSED_AT:
+        print(
+            f"tarexport: wrote {OUTPUT} ({_written[0]} bytes, {len(PIPELINE.plan.images)} images,"
+            f" sha256:{_written[1]})",
+            file=sys.stderr,
+        )
 
 
 onerror:

@@ -8,7 +8,9 @@ same in one process tree or on cluster nodes.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,13 +72,21 @@ def _assemble(args: dict[str, Any]) -> None:
     if args["documents"]:
         with open(args["documents"], encoding="utf-8") as handle:
             documents = json.load(handle)
-    assemble(
+    started = time.monotonic()
+    sha256 = assemble(
         args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full", documents
     )
     if args["plan-record"]:
         from .fileio import write_plan_record
 
-        write_plan_record(args["plan-record"], args["plan"], args["output"])
+        write_plan_record(args["plan-record"], args["plan"], args["output"], sha256)
+    if args["summary"]:
+        from .summary import write_summary
+
+        settings = f"format {args['format']}, compression {args['compression']}"
+        own = {"jobs": 1, "seconds": round(time.monotonic() - started, 3)}
+        size = os.path.getsize(args["output"])
+        write_summary(args["summary"], args["images"], args["output"], size, sha256, settings, args["stages"], own)
 
 
 # command: (function, required options, optional options with defaults, on/off flags, what it does)
@@ -88,7 +98,17 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dic
     "assemble": (
         _assemble,
         ("build-dir", "output"),
-        {"format": "docker", "compression": "none", "plan": "", "plan-record": "", "verify": "quick", "documents": ""},
+        {
+            "format": "docker",
+            "compression": "none",
+            "plan": "",
+            "plan-record": "",
+            "verify": "quick",
+            "documents": "",
+            "summary": "",
+            "images": "",
+            "stages": "",
+        },
         (),
         "write the archive from the build directory",
     ),
@@ -140,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     except (TarexportError, OSError) as exc:  # OSError: disk full, a build file removed behind our back
         print(error_line(exc), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C reaches every job: Snakemake says it once
+        return 130
     return 0
 
 

@@ -30,6 +30,7 @@ DIRECTORIES = (
     "registry/blobs/sha256",
     "pycache",
     "jobs",
+    "report",
 )
 
 
@@ -76,6 +77,16 @@ def oci_index(build_dir: str) -> str:
 def oci_image_index(build_dir: str, index_hex: str) -> str:
     """Our copy of a multi-platform index, named by the source index's digest."""
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
+
+
+def summary(build_dir: str, plan_digest: str) -> str:
+    """The archive's summary for Snakemake's report, by the plan it describes."""
+    return os.path.join(build_dir, "report", f"summary-{plan_digest[:16]}.html")
+
+
+def stage_times(build_dir: str) -> str:
+    """Each stage's job count and wall time in the latest run (screen.py)."""
+    return os.path.join(build_dir, "logs", "stages.json")
 
 
 def job_functions(build_dir: str, name: str) -> str:

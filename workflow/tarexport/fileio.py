@@ -201,9 +201,21 @@ def file_identity(path: str) -> str:
     return f"{info.st_dev}:{info.st_ino}:{info.st_size}"
 
 
-def write_plan_record(record: str, plan_digest: str, output: str) -> None:
-    """Next to the archive: the plan it was made from, and which file it is."""
-    write_atomically(record, f"{plan_digest}\n{file_identity(output)}\n".encode())
+def write_plan_record(record: str, plan_digest: str, output: str, sha256: str = "") -> None:
+    """Next to the archive: the plan it was made from, which file it is, and its sha256."""
+    write_atomically(record, f"{plan_digest}\n{file_identity(output)}\n{sha256}\n".encode())
+
+
+def recorded_archive(output: str, record: str) -> tuple[int, str] | None:
+    """The archive's size and sha256, if the record names this very file (unchanged since)."""
+    try:
+        with open(record, encoding="utf-8") as handle:
+            _, recorded_file, sha256 = ([*handle.read().split(), "", "", ""])[:3]
+        if sha256 and recorded_file == file_identity(output):
+            return os.path.getsize(output), sha256
+    except OSError:
+        pass
+    return None
 
 
 def remove_stale_output(output: str, record: str, plan_digest: str = "") -> bool:

@@ -12,6 +12,7 @@ from .fileio import atomic_link, atomic_output
 from .inflate import INFLATERS, compression_of
 from .layerfiles import is_tar_start, write_record
 from .sources.blobs import BlobRef, SourceKind
+from .sources.download import name_download
 from .sources.kinds import open_blob
 
 CHUNK = 1 << 20
@@ -91,6 +92,8 @@ def materialize(
         stream, size = open_blob(blob, label)
     except TarexportError as exc:
         raise located(exc, **where) from None
+    images = image if len(image) <= 80 else image[:77] + "..."
+    name_download(stream, f"{images}: layer {blob.digest[:19]}" if image else f"layer {blob.digest[:19]}")
     with stream:
         if blob.size >= 0 and size != blob.size:
             raise TarexportError(f"layer blob is {size} bytes, the manifest says {blob.size}", **where)

@@ -112,3 +112,5 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # disk full, permissions
         print(f"tarexport: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C reaches every job: Snakemake says it once
+        sys.exit(130)

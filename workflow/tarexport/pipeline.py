@@ -26,6 +26,7 @@ from .layerjobs import StoredLayers
 from .plan import Plan
 from .recipes import RECIPE_VERSION, recipe_json
 from .settings import Settings
+from .summary import SummaryImage
 from .tarball import Entry, write_tar
 from .tarsinks import Sink
 
@@ -116,7 +117,21 @@ class Pipeline:
         # what the archive is made from, as an input of the export job: a changed plan
         # (another compression, say) re-runs it by this file's modification time
         contents["archive.plan"] = self.plan_digest.encode() + b"\n"
+        # what the archive's summary (Snakemake's report) lists: the requested images
+        contents["archive-images.json"] = recipe_json([image.to_json() for image in self.summary_images()]).encode()
         return contents
+
+    def summary_images(self) -> list[SummaryImage]:
+        build = self.context.build_dir
+        return [
+            SummaryImage(
+                [tag.familiar() for tag in planned.tags],
+                planned.image.image_id,
+                buildpaths.config(build, hex_of(planned.image.image_id)),
+                [(layer.digest, layer.build_file) for layer in self.context.layers[hex_of(planned.image.image_id)]],
+            )
+            for planned in self.plan.images
+        ]
 
     def plan_file(self, name: str) -> str:
         """Named by its content: another plan (even a dry run next to a running export) never

@@ -52,7 +52,7 @@ class ResumingDownload(io.RawIOBase):
     ):
         super().__init__()
         self._open_at = open_at
-        self.name = name  # for messages: the blob's digest
+        self.name = name  # for progress lines: what is downloaded (the layer job names its images)
         self.label = label
         self.retries = retries
         self.progress_interval = progress_interval
@@ -63,6 +63,7 @@ class ResumingDownload(io.RawIOBase):
         self.size = int(length) if length.isdigit() else -1  # unknown: the descriptor's size is checked anyway
         self._started = self._reported = time.monotonic()
         self._said_progress = False
+        self._said_done = False
         self.timeout = timeout
         self.stalls = 0
         self._window = (self._started, 0)  # when the current rate window began, and at which byte
@@ -151,7 +152,9 @@ class ResumingDownload(io.RawIOBase):
             return
         now = time.monotonic()
         if done:
-            if self._said_progress:
+            # once: a buffered reader asks again after the end
+            if self._said_progress and not self._said_done:
+                self._said_done = True
                 print(f"tarexport: {self.name}: {self._amount()}, done", file=sys.stderr, flush=True)
             return
         if now - self._reported >= self.progress_interval:
@@ -168,3 +171,11 @@ class ResumingDownload(io.RawIOBase):
         if not self.closed and self._response is not None:
             self._response.close()
         super().close()
+
+
+def name_download(stream: object, name: str) -> None:
+    """Name a registry download's progress lines after what it is for (`IMAGE: layer
+    sha256:...`) rather than the bare digest the registry knows it by."""
+    raw = getattr(stream, "raw", None)
+    if isinstance(raw, ResumingDownload):
+        raw.name = name
