@@ -3,6 +3,7 @@ stored layers changed behind the workflow's back. Never a partial or stale archi
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -79,7 +80,8 @@ def test_kill_9_at_many_points(source: str, baseline: str, tmp_path) -> None:
     assert not os.path.exists(archive(work))
     run_to_completion(work, config)
     assert sha256_file(archive(work)) == baseline
-    leftovers = [name for name in os.listdir(results) if name != "images.tar"]
+    published = ("images.tar", "images.tar.sha256", "images.tar.images.txt")  # the archive and its side files
+    leftovers = [name for name in os.listdir(results) if name not in published]
     assert not leftovers  # the killed attempt's temporary is gone too
 
 
@@ -107,6 +109,8 @@ def test_a_failed_run_after_a_change_never_leaves_a_stale_archive(tmp_path) -> N
         assert run.returncode != 0 and "layer blob has digest" in run.output
         assert "Nothing to be done" not in run.output
         assert not os.path.exists(archive(work))
+        # nor the files published beside the old archive
+        assert not glob.glob(archive(work) + "*")
     with open(blob, "r+b") as handle:
         handle.seek(100)
         handle.write(new_layers[0][100:101])

@@ -144,3 +144,33 @@ def test_an_image_without_layers_fails_only_when_requested(tmp_path) -> None:
     assert make_plan(catalog, ["one:1"]).images[0].image.image_id == ONE.image_id
     with pytest.raises(TarexportError, match=r"image empty:1, source .*: has no layers"):
         make_plan(catalog, ["empty:1"])
+
+
+def test_a_pinned_name_keeps_its_tag(catalog) -> None:
+    """`repo:tag@digest`: the image with that manifest (or, from a docker-save source, that
+    config) digest, named repo:tag; docker save would drop the tag."""
+    digest = next(iter(catalog.images[TWO.image_id].manifest_digests))
+    assert names(resolve(catalog, [f"web:c@{digest}"])) == [(TWO.image_id, ["web:c"])]
+    # pinned where the tag has moved on: the pinned image, under the tag
+    assert names(resolve(catalog, [f"web:a@{digest}"])) == [(TWO.image_id, ["web:a"])]
+    # a docker-save source has no manifest: its config digest (the image ID) pins
+    assert names(resolve(catalog, [f"other:9@{TWO.image_id}"])) == [(TWO.image_id, ["other:9"])]
+    plan = make_plan(catalog, [f"web:a@{digest}"])
+    assert [[t.familiar() for t in p.tags] for p in plan.images] == [["web:a"]]
+
+
+def test_a_pin_no_source_holds_names_both(catalog) -> None:
+    missing = "sha256:" + "e" * 64
+    with pytest.raises(TarexportError) as refused:
+        resolve(catalog, [f"web:a@{missing}"])
+    assert str(refused.value) == (
+        f"no such image: web:a@{missing} (no source holds that manifest; web:a is {ONE.image_id} there now)"
+    )
+    with pytest.raises(TarexportError, match="it is not named that way"):
+        resolve(catalog, [f"unrelated:1@{next(iter(catalog.images[TWO.image_id].manifest_digests))}"])
+
+
+def test_a_tag_asked_for_as_two_images_is_an_error(catalog) -> None:
+    digest = next(iter(catalog.images[TWO.image_id].manifest_digests))
+    with pytest.raises(TarexportError, match="web:a is asked for as two images"):
+        resolve(catalog, ["web:a", f"web:a@{digest}"])

@@ -273,7 +273,13 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
         "images: [a:1]\nformat: oci\noutput: out.tar\nbuild_dir: b\n"
     )
     args = argparse.Namespace(
-        configfile="my.yaml", sources=None, images=[], format=None, compression="zstd", platform="linux/arm64"
+        configfile="my.yaml",
+        sources=None,
+        images=[],
+        format=None,
+        compression="zstd",
+        platform="linux/arm64",
+        output="x.tar",
     )
     config = save_config(args, str(tmp_path), "/cache/build", "/abs/x.tar")
     assert config == {
@@ -287,6 +293,7 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
         "platform": "linux/arm64",
         "output": "/abs/x.tar",
         "build_dir": "/cache/build",
+        "side_files": [],
     }
     args.sources, args.images = ["saved.tar", "http://127.0.0.1:5000/", "https://r.example"], ["b:2"]
     config = save_config(args, str(tmp_path), "/cache/build", "/abs/x.tar")

@@ -17,6 +17,8 @@ rule export:
         # the plan the archive was made from; a later run with another plan removes a stale archive
         plan=PIPELINE.plan_record,
         # what `snakemake --report` shows: images, sizes, shared layers, the archive's sha256
+        # published beside it: <output>.sha256, <output>.images.txt (side_files)
+        side=list(PIPELINE.side_files.values()),
         summary=report(
             buildpaths.summary(BUILD, PLAN_DIGEST),
             caption="../report/summary.rst",
@@ -33,8 +35,9 @@ rule export:
         compression=PIPELINE.settings.compression,
         verify=PIPELINE.settings.verify_layers,
         plan=PLAN_DIGEST,
-        # untracked: this run's stage times, for the summary (none as a module)
-        stages=Untracked(STAGE_TIMES),
+        # the side files to write (outputs above), and, untracked, this run's stage times
+        # for the summary (none as a module)
+        more=Untracked(PIPELINE.assemble_options(STAGE_TIMES)),
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)
@@ -42,4 +45,4 @@ rule export:
     shell:
         "{params.jobs} tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
         " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} --documents {input.documents:q}"
-        " --summary {output.summary:q} --images {input.images:q} --stages {params.stages:q} 2> >(tee {log:q} >&2)"
+        " --summary {output.summary:q} --images {input.images:q} {params.more} 2> >(tee {log:q} >&2)"

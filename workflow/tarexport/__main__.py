@@ -80,6 +80,14 @@ def _assemble(args: dict[str, Any]) -> None:
         from .fileio import write_plan_record
 
         write_plan_record(args["plan-record"], args["plan"], args["output"], sha256)
+    if args["checksum"] or args["image-list"]:
+        from .sidefiles import write_side_files
+        from .summary import read_summary_images
+
+        wanted = {"sha256": args["checksum"], "images": args["image-list"]}
+        paths = {kind: path for kind, path in wanted.items() if path}
+        images = read_summary_images(args["images"]) if args["images"] else []
+        write_side_files(paths, args["output"], sha256, images, args["format"], args["build-dir"])
     if args["summary"]:
         from .summary import write_summary
 
@@ -108,6 +116,8 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dic
             "summary": "",
             "images": "",
             "stages": "",
+            "checksum": "",
+            "image-list": "",
         },
         (),
         "write the archive from the build directory",

@@ -143,6 +143,10 @@ def save_config(args: argparse.Namespace, cwd: str, build_dir: str, output: str)
             config[key] = getattr(args, key)
     config["output"] = output
     config["build_dir"] = build_dir
+    # as `docker save -o`: the archive alone, unless the configfile asks for side files
+    config.setdefault("side_files", [])
+    if not args.output:
+        config["side_files"] = []  # nothing is published beside standard output
     return config
 
 

@@ -6,6 +6,7 @@ glob, typing and contextlib cost a small job about 12 ms).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .errors import TarexportError
@@ -218,13 +219,13 @@ def recorded_archive(output: str, record: str) -> tuple[int, str] | None:
     return None
 
 
-def remove_stale_output(output: str, record: str, plan_digest: str = "") -> bool:
+def remove_stale_output(output: str, record: str, plan_digest: str = "", companions: list[str] | None = None) -> bool:
     """Remove an archive made for another plan (any plan, when `plan_digest` is empty: this
     configuration has none), so that a failed run never leaves an archive that does not
     match the configuration. Only an archive this project wrote, unchanged since (its
     record names the very file), is removed: never a file someone else put there. The
-    record goes with it, so that a file later given the same inode is not taken for ours.
-    True if removed."""
+    record goes with it, so that a file later given the same inode is not taken for ours,
+    and so do its `companions` (the files published beside it). True if removed."""
     if not os.path.isfile(output):
         return False
     try:
@@ -236,4 +237,7 @@ def remove_stale_output(output: str, record: str, plan_digest: str = "") -> bool
         return False
     os.unlink(output)
     os.unlink(record)
+    for path in companions or []:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     return True

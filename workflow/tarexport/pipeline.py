@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -26,6 +27,7 @@ from .layerjobs import StoredLayers
 from .plan import Plan
 from .recipes import RECIPE_VERSION, recipe_json
 from .settings import Settings
+from .sidefiles import side_paths
 from .summary import SummaryImage
 from .tarball import Entry, write_tar
 from .tarsinks import Sink
@@ -120,6 +122,18 @@ class Pipeline:
         # what the archive's summary (Snakemake's report) lists: the requested images
         contents["archive-images.json"] = recipe_json([image.to_json() for image in self.summary_images()]).encode()
         return contents
+
+    @property
+    def side_files(self) -> dict[str, str]:
+        """The files published beside the archive (kind -> path), as configured."""
+        return side_paths(self.settings.output, self.settings.side_files)
+
+    def assemble_options(self, stage_times: str) -> str:
+        """The export job's options that may be absent: where the stage times are, and the
+        side files to write (an empty value cannot be passed through Snakemake's quoting)."""
+        given = {"stages": stage_times, "checksum": self.side_files.get("sha256", "")}
+        given["image-list"] = self.side_files.get("images", "")
+        return " ".join(f"--{name} {shlex.quote(value)}" for name, value in given.items() if value)
 
     def summary_images(self) -> list[SummaryImage]:
         build = self.context.build_dir

@@ -116,10 +116,17 @@ class Plan:
 def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Reference]]]:
     """docker save's parseNames: image IDs in first-request order, each with its tags."""
     tags: dict[str, dict[Reference, None]] = {}  # insertion-ordered: IDs, and tags per ID
+    tagged_as: dict[Reference, str] = {}
 
     def add(image_id: str, tag: Reference | None) -> None:
         known = tags.setdefault(image_id, {})
         if tag is not None:
+            earlier = tagged_as.setdefault(tag, image_id)
+            if earlier != image_id:  # only a pin can give a tag to an image its source does not
+                raise TarexportError(
+                    f"{tag.familiar()} is asked for as two images: {earlier[:19]} and {image_id[:19]}"
+                    " (a pinned name and the tag as the sources hold it now?)"
+                )
             known.setdefault(tag)
 
     for text in requests:
@@ -135,11 +142,20 @@ def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Refer
         if request.digest:
             # Docker needs the exact name@digest association; ours: a name the image carries.
             found = [i for i, image in catalog.images.items() if request.digest in image.manifest_digests]
+            if not found and request.tag and request.digest in catalog.images:
+                # pinned: a docker-save source holds no manifest, so its config's digest pins
+                found = [request.digest]
             named = [i for i in found if request.name in catalog.images[i].names()]
+            if not named and request.tag:  # a pin: a name any source gives the image will do
+                named = [i for i in found if any(t.name == request.name for t, j in catalog.tags.items() if j == i)]
             if not named:
                 why = "it is not named that way" if found else "no source holds that manifest"
+                if request.tag and not found:
+                    now = catalog.tags.get(Reference(request.name, request.tag))
+                    why += f"; {request.familiar_name}:{request.tag} is {now} there now" if now else ""
                 raise TarexportError(f"no such image: {text} ({why})")
-            add(named[0], None)
+            # `repo:tag@digest` (a pinned release name) keeps its tag, which docker save drops
+            add(named[0], Reference(request.name, request.tag) if request.tag else None)
             continue
         if not request.tag:
             # Docker walks the repository's references sorted as strings: tags, then digests.
@@ -167,7 +183,13 @@ def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Refer
 
 def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
     planned = [_plan_image(catalog, image_id, tags) for image_id, tags in resolve(catalog, requests)]
-    tag_indexes = {tag: catalog.tag_indexes[tag] for p in planned for tag in p.tags if tag in catalog.tag_indexes}
+    # a tag's index, if it holds the image planned (a pinned tag may name another one now)
+    tag_indexes = {
+        tag: catalog.tag_indexes[tag]
+        for p in planned
+        for tag in p.tags
+        if tag in catalog.tag_indexes and p.image.image_id in {i for _, i in catalog.tag_indexes[tag].platforms}
+    }
     wanted = {p.image.image_id for p in planned}
     platform_images = []
     for index in tag_indexes.values():

@@ -22,6 +22,7 @@ class Settings:
     layers: str
     compression: str
     compressor_versions: str
+    side_files: tuple[str, ...]
     build_dir: str
     platform: str
     platforms: str
@@ -93,6 +94,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         layers=merged["layers"],
         compression=merged["compression"],
         compressor_versions=merged["compressor_versions"],
+        side_files=tuple(merged["side_files"]),
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
         platforms=merged["platforms"],

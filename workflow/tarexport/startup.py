@@ -21,6 +21,7 @@ from .pathsafety import check_build_dir, check_write_paths
 from .pipeline import Pipeline
 from .plan import build_catalog, make_plan
 from .settings import Settings, load_settings
+from .sidefiles import every_side_path, side_paths
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,12 @@ class FailedPlan:
     def refuse(self, dry_run: bool) -> NoReturn:
         """Remove an archive of another configuration (not in a dry run), then stop with
         the one-line error."""
-        if self.stale_output and not dry_run and remove_stale_output(self.stale_output, self.plan_record, ""):
+        companions = every_side_path(self.stale_output)
+        if (
+            self.stale_output
+            and not dry_run
+            and remove_stale_output(self.stale_output, self.plan_record, "", companions)
+        ):
             print(f"tarexport: removed {self.stale_output}: made from another configuration", file=sys.stderr)
         raise SystemExit(self.message)
 
@@ -45,6 +51,8 @@ def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> 
     settings = load_settings(config, schema_path, workdir)
     local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
     check_write_paths(settings.output, settings.build_dir, local, workdir)
+    for side in side_paths(settings.output, settings.side_files).values():
+        check_write_paths(side, settings.build_dir, local, workdir)
     check_build_dir(settings.build_dir, workdir)
     if settings.compression != "none":
         COMPRESSORS[settings.compression].check_version(settings.compressor_versions == "any")

@@ -104,6 +104,11 @@ def summary_html(
     return "".join(parts)
 
 
+def read_summary_images(path: str) -> list[SummaryImage]:
+    with open(path, encoding="utf-8") as handle:
+        return [SummaryImage.from_json(item) for item in json.load(handle)]
+
+
 def write_summary(
     path: str,
     images_file: str,
@@ -116,8 +121,7 @@ def write_summary(
 ) -> None:
     """`stages_file`: the stage times recorded so far in this run (every stage before the
     archive's), to which the export job adds its own (`own_time`)."""
-    with open(images_file, encoding="utf-8") as handle:
-        images = [SummaryImage.from_json(item) for item in json.load(handle)]
+    images = read_summary_images(images_file)
     stages: dict[str, Any] = {}
     if stages_file:
         try:

@@ -1,0 +1,61 @@
+"""Files published beside the archive, as air-gap releases publish them: `<output>.sha256`
+(one line that `sha256sum -c` checks) and `<output>.images.txt` (each exported name with
+its digest, in request order, as RKE2's images.txt and Rancher's digest lists). Both are
+deterministic, written by the export job after the archive, and removed with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from . import buildpaths
+from .fileio import write_atomically
+from .summary import SummaryImage
+
+# config value -> the suffix its file adds to the archive's name
+SUFFIXES = {"sha256": ".sha256", "images": ".images.txt"}
+
+
+def side_paths(output: str, kinds: list[str] | tuple[str, ...]) -> dict[str, str]:
+    return {kind: output + SUFFIXES[kind] for kind in kinds}
+
+
+def checksum_line(archive: str, sha256: str) -> str:
+    """`sha256sum`'s own format, naming the archive by its file name: checked with
+    `sha256sum -c` in the directory the two files are published to."""
+    return f"{sha256}  {os.path.basename(archive)}\n"
+
+
+def image_list(images: list[SummaryImage], digests: list[str]) -> str:
+    """`name@digest` per exported name (an untagged image: its digest alone)."""
+    lines = []
+    for image, digest in zip(images, digests, strict=True):
+        lines += [f"{name}@{digest}" for name in image.names] or [digest]
+    return "".join(line + "\n" for line in lines)
+
+
+def image_digests(images: list[SummaryImage], fmt: str, build_dir: str) -> list[str]:
+    """What loaders show for each image: its OCI manifest's digest (format oci), else its
+    image ID (format docker holds no manifest)."""
+    if fmt != "oci":
+        return [image.image_id for image in images]
+    digests = []
+    for image in images:
+        with open(buildpaths.oci_manifest(build_dir, image.image_id.removeprefix("sha256:")), "rb") as handle:
+            digests.append("sha256:" + hashlib.sha256(handle.read()).hexdigest())
+    return digests
+
+
+def write_side_files(
+    paths: dict[str, str], archive: str, sha256: str, images: list[SummaryImage], fmt: str, build_dir: str
+) -> None:
+    if "sha256" in paths:
+        write_atomically(paths["sha256"], checksum_line(archive, sha256).encode())
+    if "images" in paths:
+        write_atomically(paths["images"], image_list(images, image_digests(images, fmt, build_dir)).encode())
+
+
+def every_side_path(output: str) -> list[str]:
+    """Every file that may be published beside `output`: removed with a stale archive."""
+    return list(side_paths(output, tuple(SUFFIXES)).values())
