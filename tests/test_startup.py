@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from tarexport import buildpaths
 from tarexport.fileio import write_plan_record
 from tarexport.pipeline import Pipeline
 from tarexport.startup import FailedPlan, plan_export
@@ -24,9 +25,17 @@ def work(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     os.makedirs(tmp_path / "results")
     (tmp_path / "results" / "images.tar").write_bytes(b"an earlier archive")
     os.makedirs(tmp_path / "build")
-    write_plan_record(str(tmp_path / "build" / "export.plan"), "earlier-plan", str(tmp_path / "results/images.tar"))
     monkeypatch.chdir(tmp_path)
+    # with a side file the earlier export published beside it
+    (tmp_path / "results" / "images.tar.sha256").write_text("an earlier checksum\n")
+    published = [str(tmp_path / "results" / "images.tar.sha256")]
+    write_plan_record(record(), "earlier-plan", str(tmp_path / "results/images.tar"), "0" * 64, published)
     return str(tmp_path)
+
+
+def record() -> str:
+    """The plan record of results/images.tar, from the work directory (named by its absolute path)."""
+    return buildpaths.plan_record("build", "results/images.tar")
 
 
 def test_a_good_configuration_is_planned(work: str) -> None:
@@ -41,7 +50,8 @@ def test_a_failed_plan_removes_our_archive_only_in_a_real_run(work: str, capsys)
     assert os.path.isfile("results/images.tar")
     with pytest.raises(SystemExit):
         failed.refuse(dry_run=False)
-    assert not os.path.exists("results/images.tar") and not os.path.exists("build/export.plan")
+    assert not os.path.exists("results/images.tar") and not os.path.exists(record())
+    assert not os.path.exists("results/images.tar.sha256")  # what was published with it goes too
     assert "tarexport: removed results/images.tar" in capsys.readouterr().err
 
 

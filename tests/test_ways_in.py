@@ -270,7 +270,7 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
 
     (tmp_path / "my.yaml").write_text(
         "sources: [layout, {type: registry, url: 'https://r.example', ca_file: ca.pem}]\n"
-        "images: [a:1]\nformat: oci\noutput: out.tar\nbuild_dir: b\n"
+        "images: [a:1]\nformat: oci\noutput: out.tar\nbuild_dir: b\nside_files: [sha256]\n"
     )
     args = argparse.Namespace(
         configfile="my.yaml",
@@ -279,9 +279,12 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
         format=None,
         compression="zstd",
         platform="linux/arm64",
-        output="x.tar",
+        compressor_versions=None,
+        output=None,
+        build_dir=None,
     )
-    config = save_config(args, str(tmp_path), "/cache/build", "/abs/x.tar")
+    stdout_archive = "/cache/stdout/1.tar"
+    config = save_config(args, str(tmp_path), "/cache", stdout_archive)
     assert config == {
         "sources": [
             str(tmp_path / "layout"),
@@ -291,17 +294,74 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
         "format": "oci",
         "compression": "zstd",
         "platform": "linux/arm64",
-        "output": "/abs/x.tar",
-        "build_dir": "/cache/build",
-        "side_files": [],
+        "output": str(tmp_path / "out.tar"),  # the configfile's, without -o
+        "build_dir": str(tmp_path / "b"),  # the configfile's, without --build-dir
+        "side_files": ["sha256"],
     }
     args.sources, args.images = ["saved.tar", "http://127.0.0.1:5000/", "https://r.example"], ["b:2"]
-    config = save_config(args, str(tmp_path), "/cache/build", "/abs/x.tar")
+    args.output, args.build_dir, args.compressor_versions = "x.tar", "elsewhere", "any"
+    config = save_config(args, str(tmp_path), "/cache", stdout_archive)
     assert config["sources"] == [
         str(tmp_path / "saved.tar"),
         {"type": "registry", "url": "http://127.0.0.1:5000", "insecure": True},
         {"type": "registry", "url": "https://r.example"},
     ]
-    assert config["images"] == ["b:2"]
+    assert (config["images"], config["output"], config["build_dir"]) == (
+        ["b:2"],
+        str(tmp_path / "x.tar"),
+        "/cache/build",
+    )
+    assert config["compressor_versions"] == "any"
+    # no output anywhere: standard output, and nothing published beside it
+    args.configfile, args.output = None, None
+    config = save_config(args, str(tmp_path), "/cache", stdout_archive)
+    assert (config["output"], config["side_files"]) == (stdout_archive, [])
     command = snakemake_command("/cache/saves/c.yaml", "/cache", "3")
     assert command[3] == "export" and command[-4:] == ["--configfile", "/cache/saves/c.yaml", "--cores", "3"]
+
+
+def test_saves_to_several_outputs_keep_their_own_records(installed: Installed, tmp_path) -> None:
+    """One cache, several outputs: a failed save after a change still removes its own
+    output's earlier archive (each output has its record), and a lock Snakemake left
+    behind (kill -9) does not stop the next save."""
+    cache, sources = str(tmp_path / "cache"), [arg for source in SOURCES for arg in ("--source", source)]
+    for output, image in (("a.tar", "example/base:1.0"), ("b.tar", "example/app:1.0")):
+        done = installed.run("save", "-o", output, *sources, image, cwd=str(tmp_path), cache=cache)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+    locks = os.path.join(cache, "tarexport", ".snakemake", "locks")
+    os.makedirs(locks, exist_ok=True)
+    with open(os.path.join(locks, "0.input.lock"), "w") as handle:  # as a killed Snakemake leaves it
+        handle.write(str(tmp_path / "a.tar"))
+    failed = installed.run("save", "-o", "a.tar", *sources, "example/none:1", cwd=str(tmp_path), cache=cache)
+    assert failed.returncode == 1
+    lines = failed.stderr.decode().splitlines()
+    assert f"tarexport: removed {tmp_path}/a.tar: made from another configuration" in lines
+    assert not os.path.exists(tmp_path / "a.tar") and os.path.isfile(tmp_path / "b.tar")
+
+
+def test_sigterm_to_the_command_stops_the_workflow_it_started(installed: Installed, tmp_path) -> None:
+    import signal
+    import time
+
+    from tests.imagefactory import Image, LayoutEntry, make_config, make_layer, write_oci_layout
+
+    layers = [make_layer({f"d{i}": os.urandom(3 << 20)}) for i in range(8)]
+    layout = write_oci_layout(str(tmp_path / "src"), [LayoutEntry(Image(layers, make_config(layers)), ["big:1"])])
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("PYTHONPATH", None)
+    command = [installed.command, "save", "-o", "big.tar", "--compression", "gzip", "--source", layout, "big:1"]
+    process = subprocess.Popen(command, cwd=str(tmp_path), env=env, stderr=subprocess.PIPE)
+    stored = tmp_path / "cache" / "tarexport" / "build" / "layers"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (stored.is_dir() and any(stored.iterdir())):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)  # to the command alone, as a CI runner's timeout does
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode != 0, errors.decode()[-2000:]
+    left = subprocess.run(
+        ["pgrep", "-f", f"snakemake export --snakefile .* --directory {tmp_path}/cache"], capture_output=True
+    )
+    assert left.stdout == b"", "Snakemake outlived the command that started it"
+    assert not (tmp_path / "big.tar").exists()
+    again = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True)
+    assert again.returncode == 0 and (tmp_path / "big.tar").is_file(), again.stderr.decode()[-2000:]

@@ -9,7 +9,6 @@ from tarexport.exportcontext import Untracked
 from tarexport.fileio import recorded_archive, remove_stale_output
 from tarexport.jobshell import source_line
 from tarexport.layerfiles import record_path
-from tarexport.sidefiles import every_side_path
 from tarexport.rulehooks import end_rate_limit_timers, fixed_signature
 from tarexport.screen import Screen, attach
 
@@ -60,9 +59,7 @@ _PARSED_AT = time.time()
 # An archive left by a run with another configuration must not survive a failed run
 # (onstart runs only when jobs are about to run: never for -n or --lint).
 onstart:
-    if remove_stale_output(
-        OUTPUT, PIPELINE.plan_record, PLAN_DIGEST, every_side_path(OUTPUT)
-    ):
+    if remove_stale_output(OUTPUT, PIPELINE.plan_record, PLAN_DIGEST):
         print(
             f"tarexport: removed {OUTPUT}: made from another configuration",
             file=sys.stderr,

@@ -76,18 +76,19 @@ def _assemble(args: dict[str, Any]) -> None:
     sha256 = assemble(
         args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full", documents
     )
-    if args["plan-record"]:
-        from .fileio import write_plan_record
-
-        write_plan_record(args["plan-record"], args["plan"], args["output"], sha256)
-    if args["checksum"] or args["image-list"]:
+    # the side files, then the record naming them (a stale archive takes them along)
+    wanted = {"sha256": args["checksum"], "images": args["image-list"]}
+    published = {kind: path for kind, path in wanted.items() if path}
+    if published:
         from .sidefiles import write_side_files
         from .summary import read_summary_images
 
-        wanted = {"sha256": args["checksum"], "images": args["image-list"]}
-        paths = {kind: path for kind, path in wanted.items() if path}
         images = read_summary_images(args["images"]) if args["images"] else []
-        write_side_files(paths, args["output"], sha256, images, args["format"], args["build-dir"])
+        write_side_files(published, args["output"], sha256, images, args["format"], args["build-dir"])
+    if args["plan-record"]:
+        from .fileio import write_plan_record
+
+        write_plan_record(args["plan-record"], args["plan"], args["output"], sha256, list(published.values()))
     if args["summary"]:
         from .summary import write_summary
 

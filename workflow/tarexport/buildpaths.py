@@ -110,10 +110,12 @@ def registry_cache(build_dir: str) -> str:
     return os.path.join(build_dir, "registry")
 
 
-def plan_record(build_dir: str) -> str:
-    """Where the export job records the plan digest of the archive it wrote, and which file
-    that archive is."""
-    return os.path.join(build_dir, "export.plan")
+def plan_record(build_dir: str, output: str) -> str:
+    """Where the export job records the plan digest of the archive it wrote, which file that
+    archive is, and what it published beside it: one record per output (by its absolute
+    path), so that exports to several outputs from one build directory (the command's
+    shared cache) each keep theirs."""
+    return os.path.join(build_dir, f"export-{hashlib.sha256(os.path.abspath(output).encode()).hexdigest()[:16]}.plan")
 
 
 def plan_file(build_dir: str, name: str) -> str:

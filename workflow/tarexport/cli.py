@@ -9,6 +9,8 @@ persists between saves (by default a per-user cache), so a repeated save reuses 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -16,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import yaml
@@ -83,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
         "--build-dir", metavar="DIR", help=f"stored layers, reused by later saves (default {default_build_dir()})"
     )
     save.add_argument("--cores", metavar="N", help="Snakemake job slots (default: the workflow profile's)")
+    save.add_argument(
+        "--compressor-versions",
+        choices=("pinned", "any"),
+        help="with gzip or zstd: `any` accepts a compression library other than the tested one (other bytes)",
+    )
     save.add_argument("--configfile", metavar="CFG", help="a tarexport configuration (config/README.md)")
     return parser
 
@@ -125,8 +133,11 @@ def _absolute_source(source: Any, cwd: str) -> Any:
     return source
 
 
-def save_config(args: argparse.Namespace, cwd: str, build_dir: str, output: str) -> dict[str, Any]:
-    """The workflow's configuration for one save: the configfile's (if any), then the options."""
+def save_config(args: argparse.Namespace, cwd: str, workdir: str, stdout_archive: str) -> dict[str, Any]:
+    """The workflow's configuration for one save: the configfile's (if any), then the options.
+    The archive goes to -o, else to the configfile's `output`, else to standard output (by
+    way of `stdout_archive`); stored layers to the configfile's `build_dir` unless
+    --build-dir is given, else under `workdir`."""
     config: dict[str, Any] = {}
     if args.configfile:
         with open(os.path.join(cwd, args.configfile), encoding="utf-8") as handle:
@@ -138,14 +149,17 @@ def save_config(args: argparse.Namespace, cwd: str, build_dir: str, output: str)
         config["sources"] = [source_entry(source, cwd) for source in args.sources]
     if args.images:
         config["images"] = list(args.images)
-    for key in ("format", "compression", "platform"):
-        if getattr(args, key) is not None:
+    for key in ("format", "compression", "platform", "compressor_versions"):
+        if getattr(args, key, None) is not None:
             config[key] = getattr(args, key)
-    config["output"] = output
-    config["build_dir"] = build_dir
+    if args.output:
+        config["output"] = os.path.join(cwd, args.output)
+    config.setdefault("output", stdout_archive)
+    if args.build_dir or "build_dir" not in config:
+        config["build_dir"] = os.path.join(workdir, "build")
     # as `docker save -o`: the archive alone, unless the configfile asks for side files
     config.setdefault("side_files", [])
-    if not args.output:
+    if config["output"] == stdout_archive:
         config["side_files"] = []  # nothing is published beside standard output
     return config
 
@@ -162,55 +176,103 @@ def snakemake_command(config_path: str, workdir: str, cores: str | None) -> list
     return command
 
 
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _run_workflow(command: list[str]) -> int:
-    """Run Snakemake, its lines to standard error (standard output may be the archive).
-    Ctrl-C reaches Snakemake from the terminal and it winds down; this process only waits,
-    so Snakemake is never killed halfway through its cleanup."""
-    process = subprocess.Popen(command, stdout=sys.stderr.fileno())  # before SIG_IGN: children inherit it
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Run Snakemake in a process group of its own, its lines to standard error (standard
+    output may be the archive). Ctrl-C, SIGTERM and SIGHUP sent to this command are passed
+    on to that group, Snakemake and its jobs, and Snakemake winds down as after its own
+    Ctrl-C; this process waits for it, so it is never orphaned or cut off mid-cleanup.
+    A run ended by a signal answers 128 + its number, as a shell does."""
+    process = subprocess.Popen(command, stdout=sys.stderr.fileno(), process_group=0)
+
+    def forward(number: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, number)
+
+    previous = {number: signal.signal(number, forward) for number in _FORWARDED}
     try:
-        return process.wait()
+        while True:
+            try:
+                status = process.wait()
+                break
+            except InterruptedError:
+                continue
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return 128 - status if status < 0 else status
+
+
+@contextlib.contextmanager
+def _one_save_at_a_time(workdir: str) -> Iterator[None]:
+    """Hold the build directory for this save; another save there waits. While held, no
+    other save runs here, so a lock Snakemake left behind (kill -9, a crash) is stale and
+    is cleared, and so are archives for standard output whose saves died."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "save.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"tarexport: waiting for another save in {workdir}", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(os.path.join(workdir, ".snakemake", "locks"), ignore_errors=True)
+        streamed = os.path.join(workdir, "stdout")
+        for name in os.listdir(streamed) if os.path.isdir(streamed) else []:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(streamed, name))
+        yield
+
+
+def _stream(archive: str) -> int:
+    """The archive to standard output; it is unlinked first, so that nothing stays behind
+    however the streaming ends."""
+    with open(archive, "rb") as source:
+        os.unlink(archive)
+        try:
+            shutil.copyfileobj(source, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            # the reader stopped early (`| head`): as any writer of a pipe, stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+    return 0
 
 
 def save(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
-    to_stdout = not args.output
-    if to_stdout and os.isatty(sys.stdout.fileno()):
-        print("tarexport: error: refusing to write an archive to a terminal: give -o FILE or redirect", file=sys.stderr)
-        return 1
     if not args.images and not args.configfile:
         print("tarexport: error: name at least one IMAGE (or give --configfile)", file=sys.stderr)
         return 2
     # Snakemake's working directory: its own records, the stored layers in build/, and the
     # archive for standard output (written, streamed, removed)
     workdir = os.path.abspath(os.path.join(cwd, args.build_dir) if args.build_dir else default_build_dir())
-    output = os.path.join(workdir, "stdout", f"{os.getpid()}.tar") if to_stdout else os.path.join(cwd, args.output)
+    stdout_archive = os.path.join(workdir, "stdout", f"{os.getpid()}.tar")
     try:
-        config = save_config(args, cwd, os.path.join(workdir, "build"), output)
+        config = save_config(args, cwd, workdir, stdout_archive)
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"tarexport: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
+    to_stdout = config["output"] == stdout_archive
+    if to_stdout and os.isatty(sys.stdout.fileno()):
+        print("tarexport: error: refusing to write an archive to a terminal: give -o FILE or redirect", file=sys.stderr)
+        return 1
     text = yaml.safe_dump(config, sort_keys=True).encode()
     config_path = os.path.join(workdir, "saves", hashlib.sha256(text).hexdigest()[:16] + ".yaml")
-    os.makedirs(os.path.dirname(config_path), exist_ok=True)
-    with open(config_path, "wb") as handle:
-        handle.write(text)
-    status = _run_workflow(snakemake_command(config_path, workdir, args.cores))
-    if status != 0 or not to_stdout:
-        return status
-    try:
-        with open(output, "rb") as archive:
-            shutil.copyfileobj(archive, sys.stdout.buffer, 1 << 20)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        # the reader stopped early (`| head`): as any writer of a pipe, stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    finally:
-        os.unlink(output)
-    return 0
+    with _one_save_at_a_time(workdir):
+        os.makedirs(os.path.dirname(config_path), exist_ok=True)
+        with open(config_path, "wb") as handle:
+            handle.write(text)
+        try:
+            status = _run_workflow(snakemake_command(config_path, workdir, args.cores))
+            if status != 0 or not to_stdout:
+                return status
+            return _stream(stdout_archive)
+        finally:
+            if to_stdout:  # named by this process: of no use to a later save
+                with contextlib.suppress(OSError):
+                    os.unlink(config_path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -202,16 +202,24 @@ def file_identity(path: str) -> str:
     return f"{info.st_dev}:{info.st_ino}:{info.st_size}"
 
 
-def write_plan_record(record: str, plan_digest: str, output: str, sha256: str = "") -> None:
-    """Next to the archive: the plan it was made from, which file it is, and its sha256."""
-    write_atomically(record, f"{plan_digest}\n{file_identity(output)}\n{sha256}\n".encode())
+def write_plan_record(
+    record: str, plan_digest: str, output: str, sha256: str = "", published: list[str] | None = None
+) -> None:
+    """Next to the archive: the plan it was made from, which file it is, its sha256, and
+    the files published beside it (one per line, removed with it)."""
+    lines = [plan_digest, file_identity(output), sha256, *(published or [])]
+    write_atomically(record, "".join(line + "\n" for line in lines).encode())
+
+
+def _read_record(record: str) -> list[str]:
+    with open(record, encoding="utf-8") as handle:
+        return [*handle.read().splitlines(), "", "", ""]
 
 
 def recorded_archive(output: str, record: str) -> tuple[int, str] | None:
     """The archive's size and sha256, if the record names this very file (unchanged since)."""
     try:
-        with open(record, encoding="utf-8") as handle:
-            _, recorded_file, sha256 = ([*handle.read().split(), "", "", ""])[:3]
+        _, recorded_file, sha256 = _read_record(record)[:3]
         if sha256 and recorded_file == file_identity(output):
             return os.path.getsize(output), sha256
     except OSError:
@@ -219,25 +227,24 @@ def recorded_archive(output: str, record: str) -> tuple[int, str] | None:
     return None
 
 
-def remove_stale_output(output: str, record: str, plan_digest: str = "", companions: list[str] | None = None) -> bool:
+def remove_stale_output(output: str, record: str, plan_digest: str = "") -> bool:
     """Remove an archive made for another plan (any plan, when `plan_digest` is empty: this
     configuration has none), so that a failed run never leaves an archive that does not
     match the configuration. Only an archive this project wrote, unchanged since (its
     record names the very file), is removed: never a file someone else put there. The
     record goes with it, so that a file later given the same inode is not taken for ours,
-    and so do its `companions` (the files published beside it). True if removed."""
+    and so do the files the record says were published beside it. True if removed."""
     if not os.path.isfile(output):
         return False
     try:
-        with open(record, encoding="utf-8") as handle:
-            recorded_plan, recorded_file = ([*handle.read().split(), "", ""])[:2]
+        recorded_plan, recorded_file, _, *published = _read_record(record)
     except OSError:
         return False
     if (plan_digest and recorded_plan == plan_digest) or recorded_file != file_identity(output):
         return False
     os.unlink(output)
     os.unlink(record)
-    for path in companions or []:
+    for path in filter(None, published):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     return True

@@ -182,7 +182,7 @@ class Pipeline:
 
     @property
     def plan_record(self) -> str:
-        return buildpaths.plan_record(self.context.build_dir)
+        return buildpaths.plan_record(self.context.build_dir, self.settings.output)
 
     def archive_inputs(self) -> list[str]:
         return list(self._archive_inputs)

@@ -106,6 +106,15 @@ class Screen(logging.Filter):
             print(f"tarexport: {line}", file=self.out, flush=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Never raises: an exception from a filter would reach the scheduler that logged the
+        record (a closed terminal or pipe, say), where Snakemake's own handler would have
+        swallowed it. On any failure the record passes, as Snakemake would show it."""
+        try:
+            return self._filter(record)
+        except Exception:
+            return True
+
+    def _filter(self, record: logging.LogRecord) -> bool:
         event = str(getattr(record, "event", "") or "")
         if event == "run_info":
             self._planned(getattr(record, "stats", {}) or {})

@@ -1,7 +1,8 @@
 """Files published beside the archive, as air-gap releases publish them: `<output>.sha256`
 (one line that `sha256sum -c` checks) and `<output>.images.txt` (each exported name with
 its digest, in request order, as RKE2's images.txt and Rancher's digest lists). Both are
-deterministic, written by the export job after the archive, and removed with it.
+deterministic, written by the export job after the archive, listed in its plan record
+and removed with it (fileio.remove_stale_output).
 """
 
 from __future__ import annotations
@@ -54,8 +55,3 @@ def write_side_files(
         write_atomically(paths["sha256"], checksum_line(archive, sha256).encode())
     if "images" in paths:
         write_atomically(paths["images"], image_list(images, image_digests(images, fmt, build_dir)).encode())
-
-
-def every_side_path(output: str) -> list[str]:
-    """Every file that may be published beside `output`: removed with a stale archive."""
-    return list(side_paths(output, tuple(SUFFIXES)).values())

@@ -21,7 +21,7 @@ from .pathsafety import check_build_dir, check_write_paths
 from .pipeline import Pipeline
 from .plan import build_catalog, make_plan
 from .settings import Settings, load_settings
-from .sidefiles import every_side_path, side_paths
+from .sidefiles import side_paths
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,7 @@ class FailedPlan:
     def refuse(self, dry_run: bool) -> NoReturn:
         """Remove an archive of another configuration (not in a dry run), then stop with
         the one-line error."""
-        companions = every_side_path(self.stale_output)
-        if (
-            self.stale_output
-            and not dry_run
-            and remove_stale_output(self.stale_output, self.plan_record, "", companions)
-        ):
+        if self.stale_output and not dry_run and remove_stale_output(self.stale_output, self.plan_record, ""):
             print(f"tarexport: removed {self.stale_output}: made from another configuration", file=sys.stderr)
         raise SystemExit(self.message)
 
@@ -84,6 +79,6 @@ def plan_export(config: dict[str, Any], schema_path: str, workdir: str) -> Pipel
         return FailedPlan(
             error_line(error),
             stale_output=settings.output,  # relative to the work directory, as Snakemake runs in it
-            plan_record=buildpaths.plan_record(settings.build_dir),
+            plan_record=buildpaths.plan_record(settings.build_dir, settings.output),
         )
     return pipeline

@@ -49,8 +49,9 @@ class Digester:
             except BaseException as error:
                 self._error = error
 
-    def _hash_file(self, path: str, size: int) -> None:
+    def _hash_file(self, path: str, size: int, offset: int) -> None:
         with open(path, "rb") as source:
+            source.seek(offset)
             left = size
             while left > 0:
                 chunk = source.read(min(left, CHUNK * 8))
@@ -64,9 +65,10 @@ class Digester:
         if data:
             self._pieces.put(data)
 
-    def feed_file(self, path: str, size: int) -> None:
-        """Hash the first `size` bytes of a file (whose data the kernel copied)."""
-        self._pieces.put((path, size))
+    def feed_file(self, path: str, size: int, offset: int = 0) -> None:
+        """Hash `size` bytes of a file from `offset` (data the kernel copied: read back
+        from the archive itself, in the page cache, so the digest is of what was written)."""
+        self._pieces.put((path, size, offset))
 
     def hexdigest(self) -> str:
         self._pieces.put(self._DONE)
@@ -109,7 +111,8 @@ class Sink:
                     self.writeback.advance(position + offset)
         # sendfile moved the descriptor's offset; keep the buffered writer in step
         self.out.seek(0, os.SEEK_END)
-        self.digest.feed_file(path, size)
+        written = self.out.name if isinstance(self.out.name, str) else ""
+        self.digest.feed_file(written or path, size, position if written else 0)
         self.written += size
 
     def close(self) -> None:
