@@ -30,7 +30,6 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # The keys of a configuration that name files: made absolute against the directory the
 # command was started in, since the workflow runs in the build directory.
 _PATH_KEYS = ("output", "build_dir")
-_SOURCE_PATH_KEYS = ("path", "ca_file", "cert_file", "key_file")
 
 
 def workflow_dir() -> str:
@@ -126,8 +125,12 @@ def _absolute_source(source: Any, cwd: str) -> Any:
     if isinstance(source, str):
         return os.path.join(cwd, source)
     if isinstance(source, dict):
+        # the keys settings.py resolves (imported here: `tarexport --version` stays light)
+        from .settings import REGISTRY_FILE_KEYS
+
+        files = ("path", *REGISTRY_FILE_KEYS)
         return {
-            key: os.path.join(cwd, value) if key in _SOURCE_PATH_KEYS and isinstance(value, str) else value
+            key: os.path.join(cwd, value) if key in files and isinstance(value, str) else value
             for key, value in source.items()
         }
     return source

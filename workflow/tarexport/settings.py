@@ -14,6 +14,9 @@ from .sources.blobs import SourceKind
 from .sources.loading import SourceSpec
 from .sources.registry_http import RegistrySettings
 
+# a registry source's keys that name files (resolved against the working directory)
+REGISTRY_FILE_KEYS = ("ca_file", "cert_file", "key_file")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -75,7 +78,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         if isinstance(item, str):
             item = {"path": item}
         if item.get("type") == "registry":
-            files = {key: resolve(item[key]) for key in ("ca_file", "cert_file", "key_file") if item.get(key)}
+            files = {key: resolve(item[key]) for key in REGISTRY_FILE_KEYS if item.get(key)}
             fields = {k: v for k, v in item.items() if k not in ("type", *files)}
             registry = RegistrySettings(**fields, **files)
             sources.append(SourceSpec(registry.url or "registry", "", SourceKind.REGISTRY, registry=registry))
