@@ -50,6 +50,7 @@ else:
     include: "workflow/rules/images.smk"
     include: "workflow/rules/index.smk"
     include: "workflow/rules/archive.smk"
+    include: "workflow/rules/lock.smk"
 
     # the rules of the configured format's own files (oci: manifests and indexes)
     for _rule_file in PIPELINE.export_format.rule_files:

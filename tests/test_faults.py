@@ -80,7 +80,8 @@ def test_kill_9_at_many_points(source: str, baseline: str, tmp_path) -> None:
     assert not os.path.exists(archive(work))
     run_to_completion(work, config)
     assert sha256_file(archive(work)) == baseline
-    published = ("images.tar", "images.tar.sha256", "images.tar.images.txt")  # the archive and its side files
+    # the archive and its side files
+    published = ("images.tar", "images.tar.sha256", "images.tar.images.txt", "images.tar.provenance.json")
     leftovers = [name for name in os.listdir(results) if name not in published]
     assert not leftovers  # the killed attempt's temporary is gone too
 

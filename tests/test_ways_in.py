@@ -282,6 +282,8 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
         compressor_versions=None,
         output=None,
         build_dir=None,
+        lockfile=None,
+        lock_mode=None,
     )
     stdout_archive = "/cache/stdout/1.tar"
     config = save_config(args, str(tmp_path), "/cache", stdout_archive)
@@ -300,6 +302,7 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
     }
     args.sources, args.images = ["saved.tar", "http://127.0.0.1:5000/", "https://r.example"], ["b:2"]
     args.output, args.build_dir, args.compressor_versions = "x.tar", "elsewhere", "any"
+    args.lockfile, args.lock_mode = "release.lock", "frozen"
     config = save_config(args, str(tmp_path), "/cache", stdout_archive)
     assert config["sources"] == [
         str(tmp_path / "saved.tar"),
@@ -312,6 +315,7 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
         "/cache/build",
     )
     assert config["compressor_versions"] == "any"
+    assert (config["lockfile"], config["lock_mode"]) == (str(tmp_path / "release.lock"), "frozen")
     # no output anywhere: standard output, and nothing published beside it
     args.configfile, args.output = None, None
     config = save_config(args, str(tmp_path), "/cache", stdout_archive)

@@ -12,12 +12,15 @@ rule export:
         documents=PIPELINE.plan_file("archive-documents.json"),
         # the images the summary lists
         images=PIPELINE.plan_file("archive-images.json"),
+        # the lock file, written first (lock_mode: update), and the provenance statement's plan
+        lock=PIPELINE.side_inputs()["lock"],
+        provenance=PIPELINE.side_inputs()["provenance"],
     output:
         archive=OUTPUT,
         # the plan the archive was made from; a later run with another plan removes a stale archive
         plan=PIPELINE.plan_record,
         # what `snakemake --report` shows: images, sizes, shared layers, the archive's sha256
-        # published beside it: <output>.sha256, <output>.images.txt (side_files)
+        # published beside it: <output>.sha256, .images.txt, .provenance.json (side_files)
         side=list(PIPELINE.side_files.values()),
         summary=report(
             buildpaths.summary(BUILD, PLAN_DIGEST),

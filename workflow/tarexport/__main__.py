@@ -77,14 +77,16 @@ def _assemble(args: dict[str, Any]) -> None:
         args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full", documents
     )
     # the side files, then the record naming them (a stale archive takes them along)
-    wanted = {"sha256": args["checksum"], "images": args["image-list"]}
+    wanted = {"sha256": args["checksum"], "images": args["image-list"], "provenance": args["provenance"]}
     published = {kind: path for kind, path in wanted.items() if path}
     if published:
         from .sidefiles import write_side_files
         from .summary import read_summary_images
 
         images = read_summary_images(args["images"]) if args["images"] else []
-        write_side_files(published, args["output"], sha256, images, args["format"], args["build-dir"])
+        write_side_files(
+            published, args["output"], sha256, images, args["format"], args["build-dir"], args["provenance-template"]
+        )
     if args["plan-record"]:
         from .fileio import write_plan_record
 
@@ -119,6 +121,8 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dic
             "stages": "",
             "checksum": "",
             "image-list": "",
+            "provenance": "",
+            "provenance-template": "",
         },
         (),
         "write the archive from the build directory",

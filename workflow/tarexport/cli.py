@@ -29,7 +29,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # The keys of a configuration that name files: made absolute against the directory the
 # command was started in, since the workflow runs in the build directory.
-_PATH_KEYS = ("output", "build_dir")
+_PATH_KEYS = ("output", "build_dir", "lockfile")
 
 
 def workflow_dir() -> str:
@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         "--compressor-versions",
         choices=("pinned", "any"),
         help="with gzip or zstd: `any` accepts a compression library other than the tested one (other bytes)",
+    )
+    save.add_argument("--lockfile", metavar="FILE", help="record what each name resolved to (see --lock-mode)")
+    save.add_argument(
+        "--lock-mode",
+        choices=("update", "frozen"),
+        help="`update` (default) rewrites the lock file; `frozen` exports exactly the images it locks",
     )
     save.add_argument("--configfile", metavar="CFG", help="a tarexport configuration (config/README.md)")
     return parser
@@ -152,7 +158,9 @@ def save_config(args: argparse.Namespace, cwd: str, workdir: str, stdout_archive
         config["sources"] = [source_entry(source, cwd) for source in args.sources]
     if args.images:
         config["images"] = list(args.images)
-    for key in ("format", "compression", "platform", "compressor_versions"):
+    if args.lockfile:
+        config["lockfile"] = os.path.join(cwd, args.lockfile)
+    for key in ("format", "compression", "platform", "compressor_versions", "lock_mode"):
         if getattr(args, key, None) is not None:
             config[key] = getattr(args, key)
     if args.output:

@@ -24,7 +24,9 @@ from .fileio import write_atomically, write_if_changed
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layerfiles import record_path
 from .layerjobs import StoredLayers
+from .lockfile import lock_document
 from .plan import Plan
+from .provenance import provenance_template, template_bytes
 from .recipes import RECIPE_VERSION, recipe_json
 from .settings import Settings
 from .sidefiles import side_paths
@@ -121,7 +123,35 @@ class Pipeline:
         contents["archive.plan"] = self.plan_digest.encode() + b"\n"
         # what the archive's summary (Snakemake's report) lists: the requested images
         contents["archive-images.json"] = recipe_json([image.to_json() for image in self.summary_images()]).encode()
+        if "provenance" in self.settings.side_files:
+            template = provenance_template(self.settings, self.plan, self.plan_digest)
+            contents["provenance.json"] = template_bytes(template)
+        if self.writes_lock:
+            contents["lock.json"] = lock_document(self.plan, self.settings.platform, self.settings.platforms)
         return contents
+
+    @property
+    def writes_lock(self) -> bool:
+        return bool(self.settings.lockfile) and self.settings.lock_mode == "update"
+
+    @property
+    def lock_refusal(self) -> str:
+        """Why `snakemake lock` writes nothing, when it does not."""
+        if not self.settings.lockfile:
+            return "tarexport: error: no lock file is configured; set lockfile: PATH to write one"
+        return (
+            f"tarexport: error: lock_mode is frozen, so {self.settings.lockfile} is read and never written;"
+            " set lock_mode: update to write it again"
+        )
+
+    def side_inputs(self) -> dict[str, list[str]]:
+        """The export job's inputs for its side files: the lock it waits for (lock_mode
+        update), and the provenance statement's plan file."""
+        provenance = "provenance" in self.settings.side_files
+        return {
+            "lock": [self.settings.lockfile] if self.writes_lock else [],
+            "provenance": [self.plan_file("provenance.json")] if provenance else [],
+        }
 
     @property
     def side_files(self) -> dict[str, str]:
@@ -133,6 +163,8 @@ class Pipeline:
         side files to write (an empty value cannot be passed through Snakemake's quoting)."""
         given = {"stages": stage_times, "checksum": self.side_files.get("sha256", "")}
         given["image-list"] = self.side_files.get("images", "")
+        given["provenance"] = self.side_files.get("provenance", "")
+        given["provenance-template"] = self.side_inputs()["provenance"][0] if given["provenance"] else ""
         return " ".join(f"--{name} {shlex.quote(value)}" for name, value in given.items() if value)
 
     def summary_images(self) -> list[SummaryImage]:

@@ -24,11 +24,13 @@ class Catalog:
     tags: dict[Reference, str] = field(default_factory=dict)  # tag -> image ID
     tag_sources: dict[Reference, str] = field(default_factory=dict)
     tag_indexes: dict[Reference, SourceIndex] = field(default_factory=dict)  # with `platforms: all`
+    indexes: dict[str, SourceIndex] = field(default_factory=dict)  # by digest, with `platforms: all`
 
     def add(self, image: SourceImage) -> None:
         known = self.images.setdefault(image.image_id, image)
         if known is not image:
             known.manifest_digests |= image.manifest_digests
+            known.manifest_digest = known.manifest_digest or image.manifest_digest
             for ref in image.digest_refs:
                 known.add_digest_ref(ref)
         for tag in image.tags:
@@ -69,6 +71,7 @@ def build_catalog(
         for image in contents.images:
             catalog.add(image)
         for index in contents.indexes:
+            catalog.indexes.setdefault(index.digest, index)
             for name in index.names:
                 if name.tag:
                     catalog.tag_indexes.setdefault(Reference(name.name, name.tag), index)
@@ -111,84 +114,116 @@ class Plan:
     tag_indexes: dict[Reference, SourceIndex]  # requested tags that name a kept index
     layers: dict[str, LayerRef]  # diff_id -> where to read it (first image in request order)
     layer_users: dict[str, str]  # diff_id -> the images using it, for messages
+    by_request: dict[str, dict[str, list[Reference]]] = field(default_factory=dict)  # what each request gave
+
+
+class Resolution:
+    """Images in first-request order, each with its tags (docker save's parseNames), and
+    what each request gave (the lock file records it per request)."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, dict[Reference, None]] = {}  # insertion-ordered: IDs, and tags per ID
+        self.tagged_as: dict[Reference, str] = {}
+        self.by_request: dict[str, dict[str, list[Reference]]] = {}  # request -> image ID -> its tags
+
+    def add(self, request: str, image_id: str, tag: Reference | None) -> None:
+        known = self.tags.setdefault(image_id, {})
+        given = self.by_request.setdefault(request, {}).setdefault(image_id, [])
+        if tag is None:
+            return
+        earlier = self.tagged_as.setdefault(tag, image_id)
+        if earlier != image_id:  # only a pin can give a tag to an image its source does not
+            raise TarexportError(
+                f"{tag.familiar()} is asked for as two images: {earlier[:19]} and {image_id[:19]}"
+                " (a pinned name and the tag as the sources hold it now?)"
+            )
+        known.setdefault(tag)
+        if tag not in given:
+            given.append(tag)
+
+    def images(self) -> list[tuple[str, list[Reference]]]:
+        return [(image_id, list(image_tags)) for image_id, image_tags in self.tags.items()]
 
 
 def resolve(catalog: Catalog, requests: list[str]) -> list[tuple[str, list[Reference]]]:
     """docker save's parseNames: image IDs in first-request order, each with its tags."""
-    tags: dict[str, dict[Reference, None]] = {}  # insertion-ordered: IDs, and tags per ID
-    tagged_as: dict[Reference, str] = {}
+    return resolve_requests(catalog, requests).images()
 
-    def add(image_id: str, tag: Reference | None) -> None:
-        known = tags.setdefault(image_id, {})
-        if tag is not None:
-            earlier = tagged_as.setdefault(tag, image_id)
-            if earlier != image_id:  # only a pin can give a tag to an image its source does not
-                raise TarexportError(
-                    f"{tag.familiar()} is asked for as two images: {earlier[:19]} and {image_id[:19]}"
-                    " (a pinned name and the tag as the sources hold it now?)"
-                )
-            known.setdefault(tag)
 
+def resolve_requests(catalog: Catalog, requests: list[str]) -> Resolution:
+    resolution = Resolution()
     for text in requests:
-        request = parse_request(text)
-        if isinstance(request, ImageIDRequest):
-            if request.image_id not in catalog.images:
-                raise TarexportError(f"no such image: {text} (not found in any source)")
-            add(request.image_id, None)
-            continue
-        if request.familiar_name == "sha256":
+        _resolve_one(catalog, text, resolution)
+    return resolution
+
+
+def _resolve_one(catalog: Catalog, text: str, resolution: Resolution) -> None:
+    def add(image_id: str, tag: Reference | None) -> None:
+        resolution.add(text, image_id, tag)
+
+    request = parse_request(text)
+    if isinstance(request, ImageIDRequest):
+        if request.image_id not in catalog.images:
+            raise TarexportError(f"no such image: {text} (not found in any source)")
+        add(request.image_id, None)
+        return
+    if request.familiar_name == "sha256":
+        add(catalog.search(text, text), None)
+        return
+    if request.digest:
+        # Docker needs the exact name@digest association; ours: a name the image carries.
+        found = [i for i, image in catalog.images.items() if request.digest in image.manifest_digests]
+        if not found and request.tag and request.digest in catalog.images:
+            # pinned: a docker-save source holds no manifest, so its config's digest pins
+            found = [request.digest]
+        named = [i for i in found if request.name in catalog.images[i].names()]
+        if not named and request.tag:  # a pin: a name any source gives the image will do
+            named = [i for i in found if any(t.name == request.name for t, j in catalog.tags.items() if j == i)]
+        if not named:
+            why = "it is not named that way" if found else "no source holds that manifest"
+            if request.tag and not found:
+                now = catalog.tags.get(Reference(request.name, request.tag))
+                why += f"; {request.familiar_name}:{request.tag} is {now} there now" if now else ""
+            raise TarexportError(f"no such image: {text} ({why})")
+        # `repo:tag@digest` (a pinned release name) keeps its tag, which docker save drops
+        add(named[0], Reference(request.name, request.tag) if request.tag else None)
+        return
+    if not request.tag:
+        # Docker walks the repository's references sorted as strings: tags, then digests.
+        matches: list[tuple[str, str, Reference | None]] = [
+            (str(t), i, t) for t, i in catalog.tags.items() if t.name == request.name
+        ]
+        matches += [
+            (str(r), i, None)
+            for i, image in catalog.images.items()
+            for r in image.digest_refs
+            if r.name == request.name
+        ]
+        for _, image_id, tag in sorted(matches, key=lambda m: m[0]):
+            add(image_id, tag)
+        if not matches:
             add(catalog.search(text, text), None)
-            continue
-        if request.digest:
-            # Docker needs the exact name@digest association; ours: a name the image carries.
-            found = [i for i, image in catalog.images.items() if request.digest in image.manifest_digests]
-            if not found and request.tag and request.digest in catalog.images:
-                # pinned: a docker-save source holds no manifest, so its config's digest pins
-                found = [request.digest]
-            named = [i for i in found if request.name in catalog.images[i].names()]
-            if not named and request.tag:  # a pin: a name any source gives the image will do
-                named = [i for i in found if any(t.name == request.name for t, j in catalog.tags.items() if j == i)]
-            if not named:
-                why = "it is not named that way" if found else "no source holds that manifest"
-                if request.tag and not found:
-                    now = catalog.tags.get(Reference(request.name, request.tag))
-                    why += f"; {request.familiar_name}:{request.tag} is {now} there now" if now else ""
-                raise TarexportError(f"no such image: {text} ({why})")
-            # `repo:tag@digest` (a pinned release name) keeps its tag, which docker save drops
-            add(named[0], Reference(request.name, request.tag) if request.tag else None)
-            continue
-        if not request.tag:
-            # Docker walks the repository's references sorted as strings: tags, then digests.
-            matches: list[tuple[str, str, Reference | None]] = [
-                (str(t), i, t) for t, i in catalog.tags.items() if t.name == request.name
-            ]
-            matches += [
-                (str(r), i, None)
-                for i, image in catalog.images.items()
-                for r in image.digest_refs
-                if r.name == request.name
-            ]
-            for _, image_id, tag in sorted(matches, key=lambda m: m[0]):
-                add(image_id, tag)
-            if not matches:
-                add(catalog.search(text, text), None)
-            continue
-        tagged = with_default_tag(request)
-        image_id = catalog.tags.get(tagged)
-        if image_id is None:
-            raise TarexportError(f"no such image: {tagged.familiar()} (not found in any source)")
-        add(image_id, tagged)
-    return [(image_id, list(image_tags)) for image_id, image_tags in tags.items()]
+        return
+    tagged = with_default_tag(request)
+    image_id = catalog.tags.get(tagged)
+    if image_id is None:
+        raise TarexportError(f"no such image: {tagged.familiar()} (not found in any source)")
+    add(image_id, tagged)
 
 
 def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
-    planned = [_plan_image(catalog, image_id, tags) for image_id, tags in resolve(catalog, requests)]
+    return plan_resolution(catalog, resolve_requests(catalog, requests), catalog.tag_indexes)
+
+
+def plan_resolution(catalog: Catalog, resolution: Resolution, indexes: dict[Reference, SourceIndex]) -> Plan:
+    """The plan for resolved names; `indexes`: the multi-platform index each tag names."""
+    planned = [_plan_image(catalog, image_id, tags) for image_id, tags in resolution.images()]
     # a tag's index, if it holds the image planned (a pinned tag may name another one now)
     tag_indexes = {
-        tag: catalog.tag_indexes[tag]
+        tag: indexes[tag]
         for p in planned
         for tag in p.tags
-        if tag in catalog.tag_indexes and p.image.image_id in {i for _, i in catalog.tag_indexes[tag].platforms}
+        if tag in indexes and p.image.image_id in {i for _, i in indexes[tag].platforms}
     }
     wanted = {p.image.image_id for p in planned}
     platform_images = []
@@ -206,7 +241,7 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
             if entry.display not in names:
                 names.append(entry.display)
     layer_users = {diff_id: " and ".join(names) for diff_id, names in users.items()}
-    return Plan(planned, platform_images, tag_indexes, layers, layer_users)
+    return Plan(planned, platform_images, tag_indexes, layers, layer_users, resolution.by_request)
 
 
 def _plan_image(catalog: Catalog, image_id: str, tags: list[Reference]) -> PlannedImage:

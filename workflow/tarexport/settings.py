@@ -26,6 +26,8 @@ class Settings:
     compression: str
     compressor_versions: str
     side_files: tuple[str, ...]
+    lockfile: str  # "" for none
+    lock_mode: str
     build_dir: str
     platform: str
     platforms: str
@@ -38,6 +40,7 @@ class Settings:
     parallel_downloads: int
     sources: list[SourceSpec]
     images: list[str]
+    effective: dict[str, Any]  # the configuration with its defaults, as given (for provenance)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -98,6 +101,8 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         compression=merged["compression"],
         compressor_versions=merged["compressor_versions"],
         side_files=tuple(merged["side_files"]),
+        lockfile=merged["lockfile"] or "",
+        lock_mode=merged["lock_mode"],
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
         platforms=merged["platforms"],
@@ -110,4 +115,5 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         parallel_downloads=merged["parallel_downloads"],
         sources=sources,
         images=list(merged["images"]),
+        effective=merged,
     )

@@ -1,8 +1,9 @@
 """Files published beside the archive, as air-gap releases publish them: `<output>.sha256`
-(one line that `sha256sum -c` checks) and `<output>.images.txt` (each exported name with
-its digest, in request order, as RKE2's images.txt and Rancher's digest lists). Both are
-deterministic, written by the export job after the archive, listed in its plan record
-and removed with it (fileio.remove_stale_output).
+(one line that `sha256sum -c` checks), `<output>.images.txt` (each exported name with
+its digest, in request order, as RKE2's images.txt and Rancher's digest lists) and
+`<output>.provenance.json` (provenance.py). All are deterministic, written by the export
+job after the archive, listed in its plan record and removed with it
+(fileio.remove_stale_output).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .fileio import write_atomically
 from .summary import SummaryImage
 
 # config value -> the suffix its file adds to the archive's name
-SUFFIXES = {"sha256": ".sha256", "images": ".images.txt"}
+SUFFIXES = {"sha256": ".sha256", "images": ".images.txt", "provenance": ".provenance.json"}
 
 
 def side_paths(output: str, kinds: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -49,9 +50,20 @@ def image_digests(images: list[SummaryImage], fmt: str, build_dir: str) -> list[
 
 
 def write_side_files(
-    paths: dict[str, str], archive: str, sha256: str, images: list[SummaryImage], fmt: str, build_dir: str
+    paths: dict[str, str],
+    archive: str,
+    sha256: str,
+    images: list[SummaryImage],
+    fmt: str,
+    build_dir: str,
+    provenance_template: str = "",
 ) -> None:
     if "sha256" in paths:
         write_atomically(paths["sha256"], checksum_line(archive, sha256).encode())
+    digests = image_digests(images, fmt, build_dir) if {"images", "provenance"} & set(paths) else []
     if "images" in paths:
-        write_atomically(paths["images"], image_list(images, image_digests(images, fmt, build_dir)).encode())
+        write_atomically(paths["images"], image_list(images, digests).encode())
+    if "provenance" in paths:
+        from .provenance import statement
+
+        write_atomically(paths["provenance"], statement(provenance_template, archive, sha256, digests))

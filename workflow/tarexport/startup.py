@@ -19,7 +19,7 @@ from .errors import TarexportError, error_line
 from .fileio import remove_stale_output
 from .pathsafety import check_build_dir, check_write_paths
 from .pipeline import Pipeline
-from .plan import build_catalog, make_plan
+from .plan import build_catalog, make_plan, plan_resolution
 from .settings import Settings, load_settings
 from .sidefiles import side_paths
 
@@ -46,23 +46,36 @@ def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> 
     settings = load_settings(config, schema_path, workdir)
     local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
     check_write_paths(settings.output, settings.build_dir, local, workdir)
-    for side in side_paths(settings.output, settings.side_files).values():
-        check_write_paths(side, settings.build_dir, local, workdir)
+    written = list(side_paths(settings.output, settings.side_files).values())
+    if settings.lockfile and settings.lock_mode == "update":
+        written.append(settings.lockfile)
+    for path in written:
+        check_write_paths(path, settings.build_dir, local, workdir)
     check_build_dir(settings.build_dir, workdir)
     if settings.compression != "none":
         COMPRESSORS[settings.compression].check_version(settings.compressor_versions == "any")
     return settings
 
 
-def planned(settings: Settings, workdir: str) -> Pipeline:
+def planned(settings: Settings, workdir: str, schema_dir: str) -> Pipeline:
     cache = os.path.join(workdir, buildpaths.registry_cache(settings.build_dir))
-    catalog = build_catalog(settings.sources, settings.platform, settings.platforms == "all", settings.images, cache)
+    all_platforms = settings.platforms == "all"
+    if settings.lockfile and settings.lock_mode == "frozen":
+        from .lockfile import check_settings, read_lock, registry_requests, resolve_locked
+
+        lock_path = os.path.join(workdir, settings.lockfile)
+        lock = read_lock(lock_path, settings.lockfile, os.path.join(schema_dir, "lock.schema.json"))
+        check_settings(lock, settings.platform, settings.platforms)
+        asked = registry_requests(lock, settings.images, all_platforms)
+        catalog = build_catalog(settings.sources, settings.platform, all_platforms, asked, cache)
+        return Pipeline(settings, plan_resolution(catalog, *resolve_locked(catalog, settings.images, lock)))
+    catalog = build_catalog(settings.sources, settings.platform, all_platforms, settings.images, cache)
     return Pipeline(settings, make_plan(catalog, settings.images))
 
 
 def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
     """The planned export; a user mistake raises TarexportError."""
-    return planned(checked_settings(config, schema_path, workdir), workdir)
+    return planned(checked_settings(config, schema_path, workdir), workdir, os.path.dirname(schema_path))
 
 
 def plan_export(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline | FailedPlan:
@@ -73,7 +86,7 @@ def plan_export(config: dict[str, Any], schema_path: str, workdir: str) -> Pipel
     except (TarexportError, OSError) as error:
         return FailedPlan(error_line(error))
     try:
-        pipeline = planned(settings, workdir)
+        pipeline = planned(settings, workdir, os.path.dirname(schema_path))
         pipeline.write_plan_files()
     except (TarexportError, OSError) as error:
         return FailedPlan(

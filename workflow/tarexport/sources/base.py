@@ -33,7 +33,8 @@ class SourceImage:
     layers: list[LayerRef]
     source: str  # the source as the user named it, for messages
     tags: list[Reference] = field(default_factory=list)
-    manifest_digests: set[str] = field(default_factory=set)
+    manifest_digests: set[str] = field(default_factory=set)  # every manifest or index naming it
+    manifest_digest: str = ""  # its own manifest (the first seen); none in a legacy docker-save archive
     digest_refs: list[Reference] = field(default_factory=list)  # names given as `repo@digest`
     # docker-save sources: the image ID its manifest.json entry names as Parent (daemon-local
     # build history that `docker load` keeps and its next save writes again)

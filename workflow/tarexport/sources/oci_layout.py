@@ -233,6 +233,7 @@ def _add_manifest(
         image = SourceImage(image_id, config, config_ref, layers, source)
         images[image_id] = image
     image.manifest_digests.add(manifest_ref.digest)
+    image.manifest_digest = image.manifest_digest or manifest_ref.digest
     name_image(image, names)
     return image_id
 
