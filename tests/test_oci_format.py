@@ -286,6 +286,65 @@ def test_all_platforms_keep_the_index(tmp_path) -> None:
     assert entry["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 
 
+ATTESTATION = "attestation-manifest"
+
+
+def kept_index(archive: str) -> dict:
+    entries = members(archive)
+    (entry,) = json.loads(read_member(archive, "index.json"))["manifests"]
+    return json.loads(entries["blobs/sha256/" + entry["digest"].split(":")[1]][2])
+
+
+def test_attestations_are_kept_with_all_platforms(tmp_path) -> None:
+    """BuildKit's attestation manifests ride along with `platforms: all`, as the source holds
+    them, each pointed at our manifest of its platform; `attestations: drop` leaves them out."""
+    images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64")}
+    source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1", attestations=True)
+
+    def source_blob(digest: str) -> bytes:
+        with open(os.path.join(source, "blobs", "sha256", digest.split(":")[1]), "rb") as handle:
+            return handle.read()
+
+    with open(os.path.join(source, "index.json")) as handle:
+        (top,) = json.load(handle)["manifests"]
+    made = [c for c in json.loads(source_blob(top["digest"]))["manifests"] if c["platform"]["os"] == "unknown"]
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    config = {"sources": [source], "images": ["example.com/multi:1"], "format": "oci", "platforms": "all"}
+    export(work, **config)
+    archive = result(work)
+    entries = members(archive)
+    children = kept_index(archive)["manifests"]
+    platforms = [c for c in children if c["platform"]["os"] == "linux"]
+    kept = [c for c in children if (c.get("annotations") or {}).get("vnd.docker.reference.type") == ATTESTATION]
+    assert children == platforms + kept and len(kept) == len(made) == 2
+    for attestation, platform, original in zip(kept, platforms, made, strict=True):
+        assert attestation["annotations"]["vnd.docker.reference.digest"] == platform["digest"]  # our manifest
+        assert attestation["platform"] == {"architecture": "unknown", "os": "unknown"}
+        assert (attestation["digest"], attestation["size"]) == (original["digest"], original["size"])
+        manifest = entries["blobs/sha256/" + attestation["digest"].split(":")[1]][2]
+        assert manifest == source_blob(original["digest"])  # the bytes as the source holds them
+        document = json.loads(manifest)
+        for blob in [document["config"], *document["layers"]]:
+            assert entries["blobs/sha256/" + blob["digest"].split(":")[1]][2] == source_blob(blob["digest"])
+    # containerd takes every platform and attestation in
+    require("containerd")
+    daemon = Containerd()
+    try:
+        daemon.ctr("images", "import", "--all-platforms", archive)
+        stored = daemon.ctr("content", "ls", "-q").split()
+        assert all(a["digest"] in stored for a in kept)
+        assert daemon.images() == index_names(archive)
+    finally:
+        daemon.stop()
+
+    dropped = str(tmp_path / "dropped")
+    os.makedirs(dropped)
+    export(dropped, **config, attestations="drop")
+    assert [c["platform"]["os"] for c in kept_index(result(dropped))["manifests"]] == ["linux", "linux"]
+    assert not any(b"in-toto" in data for *_, data in members(result(dropped)).values())
+
+
 FOREIGN_URL = "https://example.invalid/base.tar.gz"
 
 

@@ -4,6 +4,7 @@ the same archive as from a layout, each blob downloaded once, auth and TLS."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import subprocess
 
@@ -391,5 +392,41 @@ def test_platform_is_picked_from_an_index(tmp_path) -> None:
             with tarfile.open(archive(work)) as result:
                 manifest = json.load(result.extractfile("manifest.json"))  # type: ignore[arg-type]
             assert manifest[0]["Config"] == image.image_id.split(":")[1] + ".json", platform
+    finally:
+        server.stop()
+
+
+def test_attestations_come_from_a_registry_with_all_platforms(tmp_path) -> None:
+    """An index pushed with its attestation manifests (as BuildKit pushes them): with
+    `platforms: all` and format oci, layer jobs download their blobs and the archive keeps them."""
+    import json
+    import tarfile
+
+    from tests.imagefactory import write_multiplatform_layout
+
+    images = {}
+    for arch in ("amd64", "arm64"):
+        layers = [make_layer({"arch": arch.encode()})]
+        images[f"linux/{arch}"] = Image(layers, make_config(layers, architecture=arch))
+    layout = write_multiplatform_layout(str(tmp_path / "multi"), images, "multi", attestations=True)
+    with open(os.path.join(layout, "index.json")) as handle:
+        index = json.load(handle)
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "multi"  # skopeo's oci: name
+    with open(os.path.join(layout, "index.json"), "w") as handle:
+        json.dump(index, handle)
+    server = Registry()
+    try:
+        subprocess.run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi",
+                        f"docker://{server.host}/multi:1"], check=True, capture_output=True)  # fmt: skip
+        work = str(tmp_path / "work")
+        os.makedirs(work)
+        config = {"sources": [source_of(server)], "images": [f"{server.host}/multi:1"], "format": "oci"}
+        export(work, **config, platforms="all")
+        with tarfile.open(archive(work)) as result:
+            blobs = {m.name.rsplit("/", 1)[-1]: result.extractfile(m).read() for m in result if m.isfile()}  # type: ignore[union-attr]
+        statements = [data for data in blobs.values() if b"https://in-toto.io/Statement" in data]
+        assert len(statements) == 2  # one per platform, downloaded by their jobs
+        downloaded = server.blob_downloads()
+        assert all("sha256:" + hashlib.sha256(data).hexdigest() in downloaded for data in statements)
     finally:
         server.stop()

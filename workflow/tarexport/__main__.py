@@ -54,7 +54,7 @@ def _oci_image_index(args: dict[str, Any]) -> None:
     from .jobs import write_oci_image_index
     from .recipes import platforms_from_json
 
-    write_oci_image_index(platforms_from_json(_recipe(args)), args["output"])
+    write_oci_image_index(*platforms_from_json(_recipe(args)), args["output"])
 
 
 def _oci_index(args: dict[str, Any]) -> None:

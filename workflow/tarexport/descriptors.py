@@ -16,6 +16,12 @@ from .digests import hex_of
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 
+# BuildKit's attestation manifests in a multi-platform index: platform unknown/unknown, these
+# annotations naming the kind and the platform manifest they describe
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+ATTESTATION_MANIFEST = "attestation-manifest"
+
 _BLOB_MEMBER_RE = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 BLOB_MEMBER_FORM = "blobs/sha256/<64 hex>"  # for messages
 

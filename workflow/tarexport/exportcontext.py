@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from . import buildpaths
 from .descriptors import ForeignSource
@@ -20,7 +21,7 @@ from .formats.saveindex import parent_link
 from .mediatypes import MediaType, oci_layer
 from .plan import Plan, PlannedImage
 from .settings import Settings
-from .sources.base import BlobRef, LayerRef, SourceIndex
+from .sources.base import BlobRef, LayerRef, SourceAttestation, SourceIndex
 from .sources.kinds import describe_location
 
 RECIPE_INLINE_LIMIT = 16 * 1024  # bytes of a job recipe passed on its command line
@@ -90,6 +91,18 @@ class ExportContext:
                     self.uncompressed_layers.setdefault(hex_of(layer.digest), self.plan.layers[layer.source.diff_id])
                 else:
                     self.kept_blobs.setdefault(hex_of(layer.digest), layer.source)
+        # attestation manifests of kept indexes: their blobs kept as the sources hold them
+        for attestations in self.attestations.values():
+            for attestation in attestations:
+                for blob in attestation.blobs:
+                    self.kept_blobs.setdefault(hex_of(blob.blob.digest), blob)
+
+    @cached_property
+    def attestations(self) -> dict[str, list[SourceAttestation]]:
+        """Index hex -> the attestation manifests kept with it (format oci, `platforms: all`)."""
+        if self.settings.format != "oci" or self.settings.attestations != "keep":
+            return {}
+        return {hex_of(index.digest): index.attestations for index in self.plan.tag_indexes.values()}
 
     @property
     def build_dir(self) -> str:

@@ -14,12 +14,21 @@ from typing import Any, ClassVar
 
 from . import buildpaths
 from .descriptors import blob_member
-from .digests import hex_of
+from .digests import hex_of, sha256_digest
 from .exportcontext import ExportContext, layer_sources, parents_of
 from .formats import docker_legacy
 from .formats.saveindex import ManifestEntry
 from .mediatypes import MediaType
-from .recipes import IndexEntry, ManifestLayer, ManifestRecipe, PlatformManifest, index_entries_text, platforms_text
+from .recipes import (
+    AttestationManifest,
+    IndexEntry,
+    ManifestLayer,
+    ManifestRecipe,
+    PlatformManifest,
+    index_entries_text,
+    platforms_text,
+)
+from .sources.base import SourceAttestation
 
 
 class ExportFormat:
@@ -42,6 +51,10 @@ class ExportFormat:
 
     def plan_contents(self) -> dict[str, bytes]:
         """Plan files of its own (name -> bytes), beside manifest.json and repositories."""
+        return {}
+
+    def documents_made_now(self) -> dict[str, bytes]:
+        """Metadata files of the archive whose bytes the plan decides (path -> bytes)."""
         return {}
 
     def archive_inputs(self) -> list[str]:
@@ -143,12 +156,30 @@ class OciExport(ExportFormat):
     def plan_contents(self) -> dict[str, bytes]:
         return {"index-entries.json": index_entries_text(self.index_entries()).encode()}
 
+    def documents_made_now(self) -> dict[str, bytes]:
+        """Kept attestation manifests, as the sources hold them (their bytes are known now):
+        plan files named by their digest, which the index jobs and the archive read."""
+        return {
+            self._attestation_file(attestation): attestation.manifest
+            for attestations in self.context.attestations.values()
+            for attestation in attestations
+        }
+
+    def attestation_files(self, index_hex: str) -> list[str]:
+        """The plan files holding the attestation manifests kept with an index."""
+        return [self._attestation_file(attestation) for attestation in self.context.attestations.get(index_hex, [])]
+
+    def _attestation_file(self, attestation: SourceAttestation) -> str:
+        name = f"oci-attestation-{hex_of(sha256_digest(attestation.manifest))}.json"
+        return buildpaths.plan_file(self.context.build_dir, name)
+
     @cached_property
     def _document_files(self) -> list[str]:
-        """Its manifests (one per image) and kept multi-platform indexes."""
+        """Its manifests (one per image), kept multi-platform indexes and their attestations."""
         build = self.context.build_dir
         files = [buildpaths.oci_manifest(build, h) for h in self.context.config_ids()]
-        return files + [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
+        files += [buildpaths.oci_image_index(build, h) for h in self.image_indexes()]
+        return files + [path for h in self.image_indexes() for path in self.attestation_files(h)]
 
     def documents(self) -> list[str]:
         return [os.path.relpath(path, self.context.build_dir) for path in self._document_files]
@@ -184,17 +215,24 @@ class OciExport(ExportFormat):
         return sorted({hex_of(index.digest) for index in self.context.plan.tag_indexes.values()})
 
     def image_index_inputs(self, index_hex: str) -> list[str]:
-        return [
+        manifests = [
             buildpaths.oci_manifest(self.context.build_dir, hex_of(i))
             for _, i in self.context.kept_index(index_hex).platforms
         ]
+        return manifests + self.attestation_files(index_hex)
 
     def image_index_recipe(self, index_hex: str) -> str:
-        """(manifest file, platform) per platform, in the source index's order."""
+        """(manifest file, platform) per platform, in the source index's order, then the
+        attestation manifests kept (file, source entry, our manifest of the image described)."""
         index = self.context.kept_index(index_hex)
         build = self.context.build_dir
         platforms = [PlatformManifest(buildpaths.oci_manifest(build, hex_of(i)), p) for p, i in index.platforms]
-        return self.context.passable(platforms_text(platforms))
+        pairs = zip(self.attestation_files(index_hex), self.context.attestations.get(index_hex, []), strict=True)
+        attestations = [
+            AttestationManifest(path, kept.descriptor, buildpaths.oci_manifest(build, hex_of(kept.describes)))
+            for path, kept in pairs
+        ]
+        return self.context.passable(platforms_text(platforms, attestations))
 
     def index_entries(self) -> list[IndexEntry]:
         """(file, media type, full name, tag) per index.json entry: one per tag, in request order.

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from .compressors import COMPRESSORS
+from .descriptors import REFERENCE_DIGEST
 from .digests import sha256_digest
 from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
@@ -17,7 +18,7 @@ from .inflate import compression_of
 from .layerfiles import verify_layer_file
 from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
 from .progress import ProgressLine
-from .recipes import IndexEntry, ManifestRecipe, PlatformManifest
+from .recipes import AttestationManifest, IndexEntry, ManifestRecipe, PlatformManifest
 from .tarball import DOCKER_20, DOCKER_25, Entry, TarStyle, write_tar
 from .tarsinks import CompressingSink, DirectSink, Sink
 
@@ -64,9 +65,18 @@ def write_oci_index(entries: list[IndexEntry], output: str) -> None:
     write_atomically(output, oci.index_bytes(index))
 
 
-def write_oci_image_index(platforms: list[PlatformManifest], output: str) -> None:
-    """A multi-platform index over our manifests, one per platform in the source's order."""
-    children = [(_descriptor_of(p.path, MediaType.OCI_MANIFEST), p.platform) for p in platforms]
+def write_oci_image_index(
+    platforms: list[PlatformManifest], attestations: list[AttestationManifest], output: str
+) -> None:
+    """A multi-platform index over our manifests, one per platform in the source's order,
+    then the attestation manifests kept, each pointed at our manifest of its platform."""
+    children = [oci.IndexChild(_descriptor_of(p.path, MediaType.OCI_MANIFEST), p.platform) for p in platforms]
+    for attestation in attestations:
+        source = attestation.descriptor
+        annotations = dict(source.get("annotations") or {})
+        annotations[REFERENCE_DIGEST] = _descriptor_of(attestation.describes, MediaType.OCI_MANIFEST).digest
+        media_type = source.get("mediaType") or MediaType.OCI_MANIFEST
+        children.append(oci.IndexChild(_descriptor_of(attestation.path, media_type), source["platform"], annotations))
     write_atomically(output, oci.image_index_bytes(children))
 
 

@@ -54,7 +54,7 @@ class StoredLayers:
 
     def users(self, key: str) -> Untracked:
         """The images the layer serves, for messages."""
-        return Untracked(self.context.plan.layer_users[self.by_hex[key].diff_id])
+        return Untracked(self.context.plan.layer_users.get(self.by_hex[key].diff_id, "attestations"))
 
     def downloads(self, key: str) -> int:
         """1 for a job that downloads (counted against `parallel_downloads`), else 0."""

@@ -195,6 +195,8 @@ class Pipeline:
             _mark_current(path, buildpaths.plan_file(self.context.build_dir, f"{self.context.format}-current-{name}"))
         for batch in self.image_files:
             write_if_changed(batch.plan_file, batch.contents)
+        for path, data in self.export_format.documents_made_now().items():
+            write_if_changed(path, data)
 
     # -------- the archive
     @cached_property

@@ -96,12 +96,27 @@ class PlatformManifest(NamedTuple):
     platform: dict[str, Any]
 
 
-def platforms_text(platforms: list[PlatformManifest]) -> str:
-    return recipe_json([list(entry) for entry in platforms])
+class AttestationManifest(NamedTuple):
+    """An attestation manifest a multi-platform index job lists after its platforms: the
+    file holding its bytes, its entry in the source index, and our manifest it describes."""
+
+    path: str
+    descriptor: dict[str, Any]
+    describes: str  # our manifest file of the platform image it is about
 
 
-def platforms_from_json(data: list[list[Any]]) -> list[PlatformManifest]:
-    return [PlatformManifest(path, platform) for path, platform in data]
+def platforms_text(platforms: list[PlatformManifest], attestations: list[AttestationManifest] | None = None) -> str:
+    listed = [list(entry) for entry in platforms]
+    if not attestations:  # the recipe as it was before attestations were kept
+        return recipe_json(listed)
+    return recipe_json({"platforms": listed, "attestations": [list(entry) for entry in attestations]})
+
+
+def platforms_from_json(data: Any) -> tuple[list[PlatformManifest], list[AttestationManifest]]:
+    if isinstance(data, list):
+        data = {"platforms": data}
+    platforms = [PlatformManifest(path, platform) for path, platform in data["platforms"]]
+    return platforms, [AttestationManifest(*entry) for entry in data.get("attestations", [])]
 
 
 class IndexEntry(NamedTuple):

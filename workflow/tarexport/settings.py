@@ -31,6 +31,7 @@ class Settings:
     build_dir: str
     platform: str
     platforms: str
+    attestations: str
     foreign_layers: str
     max_layer_expansion: int | None
     max_layer_mib: int
@@ -106,6 +107,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
         build_dir=merged["build_dir"].rstrip("/") or ".",
         platform=merged["platform"],
         platforms=merged["platforms"],
+        attestations=merged["attestations"],
         foreign_layers=merged["foreign_layers"],
         max_layer_expansion=merged["max_layer_expansion"],
         max_layer_mib=merged["max_layer_mib"],

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import buildpaths
-from ..descriptors import CONTAINERD_NAME, OCI_REF_NAME, blob_member
+from ..descriptors import ATTESTATION_MANIFEST, CONTAINERD_NAME, OCI_REF_NAME, REFERENCE_TYPE, blob_member
 from ..digests import hex_of, sha256_digest
 from ..dockerconfig import decode_v1_image
 from ..errors import TarexportError
@@ -61,9 +61,15 @@ def encode_platform(platform: dict[str, Any]) -> str:
     return text + "}"
 
 
-def image_index_bytes(children: list[tuple[Descriptor, dict[str, Any]]]) -> bytes:
-    """A multi-platform image index over our manifests, one per platform."""
-    return _index_of([descriptor.encode(platform=platform) for descriptor, platform in children])
+class IndexChild(NamedTuple):
+    descriptor: Descriptor
+    platform: dict[str, Any]
+    annotations: dict[str, str] | None = None
+
+
+def image_index_bytes(children: list[IndexChild]) -> bytes:
+    """A multi-platform image index over our manifests (and kept attestation manifests)."""
+    return _index_of([c.descriptor.encode(annotations=c.annotations, platform=c.platform) for c in children])
 
 
 def _index_of(encoded_descriptors: list[str]) -> bytes:
@@ -154,6 +160,10 @@ def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
                 walk(child)
             return
         config, layers = _descriptors(document)
+        if (descriptor.get("annotations") or {}).get(REFERENCE_TYPE) == ATTESTATION_MANIFEST:
+            for blob in (config, *layers):  # kept as the source holds them, and checked as layers are
+                add(blob.digest, buildpaths.blob(build_dir, hex_of(blob.digest)), 0, "layer")
+            return
         config_file = buildpaths.config(build_dir, hex_of(config.digest))
         with open(config_file, "rb") as handle:
             created = file_mtime(decode_v1_image(handle.read(), config_file).values["created"].unix_seconds())

@@ -63,6 +63,17 @@ class SourceImage:
         return {ref.name for ref in self.tags} | {ref.name for ref in self.digest_refs}
 
 
+@dataclass(frozen=True)
+class SourceAttestation:
+    """An attestation manifest of a multi-platform index (BuildKit's SBOM and provenance),
+    kept as the source holds it: its manifest's bytes, and its config and layers as blobs."""
+
+    descriptor: dict[str, Any]  # its entry in the source index
+    manifest: bytes
+    describes: str  # the image ID of the platform image it is about
+    blobs: list[LayerRef]  # config, then layers (diff_id "": blobs, not layer tars)
+
+
 @dataclass
 class SourceIndex:
     """A multi-platform index in a source, kept whole with `platforms: all`."""
@@ -71,3 +82,4 @@ class SourceIndex:
     source: str
     platforms: list[tuple[dict[str, Any], str]]  # (platform descriptor, image ID), in index order
     names: list[Reference]
+    attestations: list[SourceAttestation] = field(default_factory=list)  # in index order

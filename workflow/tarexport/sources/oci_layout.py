@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..descriptors import CONTAINERD_NAME, OCI_REF_NAME, ForeignSource, blob_member
+from ..descriptors import (
+    ATTESTATION_MANIFEST,
+    CONTAINERD_NAME,
+    OCI_REF_NAME,
+    REFERENCE_DIGEST,
+    REFERENCE_TYPE,
+    ForeignSource,
+    blob_member,
+)
 from ..digests import check_digest, sha256_digest
 from ..errors import TarexportError, located
 from ..mediatypes import is_config, is_foreign_layer, is_index, is_layer, is_manifest, layer_compression
 from ..reference import Reference, is_valid_tag, parse_normalized
-from .base import BlobRef, LayerRef, SourceImage, SourceIndex
+from .base import BlobRef, LayerRef, SourceAttestation, SourceImage, SourceIndex
 from .containers import Container
 from .metadata import diff_ids_of, parse_json
 
@@ -116,10 +125,10 @@ class LayoutReader:
     all_platforms: bool
     images: dict[str, SourceImage] = field(default_factory=dict)
     indexes: list[SourceIndex] = field(default_factory=list)
-    # descriptor (digest, media type, size) -> (image ID, index digest or "", its platforms):
-    # each manifest and index is read once, however many tags or parent indexes name it
+    # descriptor (digest, media type, size) -> (image ID, the index kept or None): each
+    # manifest and index is read once, however many tags or parent indexes name it
     # (30,000 tags of one image; indexes nested 40 wide and 4 deep)
-    _read: dict[tuple[Any, Any, Any], tuple[str, str, list[tuple[dict[str, Any], str]]]] = field(default_factory=dict)
+    _read: dict[tuple[Any, Any, Any], tuple[str, SourceIndex | None]] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -129,10 +138,10 @@ class LayoutReader:
         """Add the image a descriptor names (through indexes); return its image ID."""
         key = (descriptor.get("digest"), descriptor.get("mediaType"), descriptor.get("size"))
         if key in self._read:
-            image_id, index_digest, platforms = self._read[key]
+            image_id, index = self._read[key]
             name_image(self.images[image_id], names)
-            if index_digest and self.all_platforms:
-                self.indexes.append(SourceIndex(index_digest, self.source, platforms, names))
+            if index is not None:
+                self.indexes.append(dataclasses.replace(index, names=names))
             return image_id
         source = self.source
         media_type = descriptor.get("mediaType")
@@ -140,18 +149,18 @@ class LayoutReader:
         document = parse_json(data, "manifest", source, ref.member)
         media_type = media_type or document.get("mediaType")
         if is_index(media_type) or (media_type is None and "manifests" in document):
-            image_id, platforms = self._add_index(document, ref, names, depth)
-            self._read[key] = (image_id, ref.digest, platforms)
+            image_id, index = self._add_index(document, ref, names, depth)
+            self._read[key] = (image_id, index)
             return image_id
         if not is_manifest(media_type) and media_type is not None:
             raise TarexportError(f"unsupported manifest media type {media_type!r}", source=source, member=ref.member)
         image_id = _add_manifest(self.container, document, ref, names, self.images)
-        self._read[key] = (image_id, "", [])
+        self._read[key] = (image_id, None)
         return image_id
 
     def _add_index(
         self, document: dict[str, Any], ref: BlobRef, names: list[Reference], depth: int
-    ) -> tuple[str, list[tuple[dict[str, Any], str]]]:
+    ) -> tuple[str, SourceIndex | None]:
         source = self.source
         if depth >= MAX_INDEX_DEPTH:
             raise TarexportError("image indexes nest too deep", source=source, member=ref.member)
@@ -168,16 +177,51 @@ class LayoutReader:
             )
         image_id = self.add_target(chosen[0], names, depth + 1)
         self.images[image_id].manifest_digests.add(ref.digest)  # `repo@<index digest>` names it too
+        if not self.all_platforms:
+            return image_id, None
         platforms: list[tuple[dict[str, Any], str]] = []
-        if self.all_platforms:
-            for child in children:
-                name = platform_name(child.get("platform"))
-                if not name or "unknown" in name:
-                    continue  # attestations and the like: not an image to run
-                child_id = image_id if child is chosen[0] else self.add_target(child, [], depth + 1)
-                platforms.append((child["platform"], child_id))
-            self.indexes.append(SourceIndex(ref.digest, source, platforms, names))
-        return image_id, platforms
+        by_manifest: dict[str, str] = {}  # platform manifest digest -> image ID
+        for child in children:
+            name = platform_name(child.get("platform"))
+            if not name or "unknown" in name:
+                continue  # attestations and the like: not an image to run
+            child_id = image_id if child is chosen[0] else self.add_target(child, [], depth + 1)
+            platforms.append((child["platform"], child_id))
+            by_manifest[str(child.get("digest"))] = child_id
+        attestations = [
+            self._attestation(child, by_manifest[_annotation(child, REFERENCE_DIGEST)])
+            for child in children
+            if _annotation(child, REFERENCE_TYPE) == ATTESTATION_MANIFEST
+            and _annotation(child, REFERENCE_DIGEST) in by_manifest  # about a platform image kept
+        ]
+        index = SourceIndex(ref.digest, source, platforms, names, attestations)
+        self.indexes.append(index)
+        return image_id, index
+
+    def _attestation(self, descriptor: dict[str, Any], describes: str) -> SourceAttestation:
+        """An attestation manifest, read and checked now; its blobs, read by jobs, as they are."""
+        data, ref = read_verified(self.container, descriptor, "manifest")
+        document = parse_json(data, "manifest", self.source, ref.member)
+        config, layers = document.get("config"), document.get("layers")
+        if not isinstance(config, dict) or not isinstance(layers, list):
+            raise TarexportError("attestation manifest has no config or layers", source=self.source, member=ref.member)
+        blobs = []
+        for item in [config, *layers]:
+            size = item.get("size") if isinstance(item, dict) else None
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise TarexportError("attestation blob has no valid size", source=self.source, member=ref.member)
+            try:
+                digest = check_digest(item.get("digest"), "attestation blob digest")
+            except TarexportError as error:
+                raise located(error, source=self.source, member=ref.member) from None
+            blobs.append(LayerRef("", BlobRef(ref.source_kind, ref.source_path, blob_member(digest), digest, size)))
+        return SourceAttestation(descriptor, data, describes, blobs)
+
+
+def _annotation(descriptor: dict[str, Any], key: str) -> str:
+    annotations = descriptor.get("annotations")
+    value = annotations.get(key) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _add_manifest(
