@@ -364,10 +364,10 @@ def test_client_certificate(layout: str, tmp_path) -> None:
         server.stop()
 
 
-def test_platform_is_picked_from_an_index(tmp_path) -> None:
-    """A tag naming a multi-platform index (pushed with `skopeo copy --all`): `platform` picks."""
+def push_multiplatform(server: Registry, root: str, attestations: bool = False) -> dict[str, Image]:
+    """An index over linux/amd64 and linux/arm64 (with BuildKit's attestation manifests),
+    pushed with `skopeo copy --all` as multi:1; returns its images by platform."""
     import json
-    import tarfile
 
     from tests.imagefactory import write_multiplatform_layout
 
@@ -375,16 +375,25 @@ def test_platform_is_picked_from_an_index(tmp_path) -> None:
     for arch in ("amd64", "arm64"):
         layers = [make_layer({"arch": arch.encode()})]
         images[f"linux/{arch}"] = Image(layers, make_config(layers, architecture=arch))
-    layout = write_multiplatform_layout(str(tmp_path / "multi"), images, "multi")
+    layout = write_multiplatform_layout(root, images, "multi", attestations=attestations)
     with open(os.path.join(layout, "index.json")) as handle:
         index = json.load(handle)
     index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "multi"  # skopeo's oci: name
     with open(os.path.join(layout, "index.json"), "w") as handle:
         json.dump(index, handle)
+    subprocess.run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi",
+                    f"docker://{server.host}/multi:1"], check=True, capture_output=True)  # fmt: skip
+    return images
+
+
+def test_platform_is_picked_from_an_index(tmp_path) -> None:
+    """A tag naming a multi-platform index (pushed with `skopeo copy --all`): `platform` picks."""
+    import json
+    import tarfile
+
     server = Registry()
     try:
-        subprocess.run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi",
-                        f"docker://{server.host}/multi:1"], check=True, capture_output=True)  # fmt: skip
+        images = push_multiplatform(server, str(tmp_path / "multi"))
         for platform, image in images.items():
             work = str(tmp_path / platform.replace("/", "-"))
             os.makedirs(work)
@@ -399,25 +408,11 @@ def test_platform_is_picked_from_an_index(tmp_path) -> None:
 def test_attestations_come_from_a_registry_with_all_platforms(tmp_path) -> None:
     """An index pushed with its attestation manifests (as BuildKit pushes them): with
     `platforms: all` and format oci, layer jobs download their blobs and the archive keeps them."""
-    import json
     import tarfile
 
-    from tests.imagefactory import write_multiplatform_layout
-
-    images = {}
-    for arch in ("amd64", "arm64"):
-        layers = [make_layer({"arch": arch.encode()})]
-        images[f"linux/{arch}"] = Image(layers, make_config(layers, architecture=arch))
-    layout = write_multiplatform_layout(str(tmp_path / "multi"), images, "multi", attestations=True)
-    with open(os.path.join(layout, "index.json")) as handle:
-        index = json.load(handle)
-    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "multi"  # skopeo's oci: name
-    with open(os.path.join(layout, "index.json"), "w") as handle:
-        json.dump(index, handle)
     server = Registry()
     try:
-        subprocess.run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi",
-                        f"docker://{server.host}/multi:1"], check=True, capture_output=True)  # fmt: skip
+        push_multiplatform(server, str(tmp_path / "multi"), attestations=True)
         work = str(tmp_path / "work")
         os.makedirs(work)
         config = {"sources": [source_of(server)], "images": [f"{server.host}/multi:1"], "format": "oci"}
