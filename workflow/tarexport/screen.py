@@ -34,6 +34,7 @@ STAGES = (
     ("oci_", "OCI manifests"),
     ("manifest_json", "index files"),
     ("repositories", "index files"),
+    ("lock", "lock file"),
     ("export", "archive"),
 )
 # Snakemake's per-job and scheduling events, said instead by the stage lines
