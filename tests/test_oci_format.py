@@ -20,6 +20,7 @@ from tests.imagefactory import (
     make_config,
     make_layer,
     oci_layout_from_docker_save,
+    platform_image,
     write_multiplatform_layout,
     write_oci_layout,
 )
@@ -221,12 +222,6 @@ def test_reproducible_in_every_compression(tmp_path) -> None:
             )
             digests.append(sha256_file(result(work)))
         assert digests[0] == digests[1], compression
-
-
-def platform_image(arch: str) -> Image:
-    layers = [make_layer({"arch": arch.encode()})]
-    cpu, _, variant = arch.partition("/")
-    return Image(layers, make_config(layers, architecture=cpu, variant=variant))
 
 
 @pytest.mark.parametrize("family", ["oci", "docker"])  # an OCI index, a Docker manifest list

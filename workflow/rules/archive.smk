@@ -7,14 +7,14 @@ rule export:
         manifest=buildpaths.manifest(BUILD, FORMAT),
         files=PIPELINE.archive_inputs(),
         # the plan digest, in a file named by it (see pipeline._mark_current)
-        plan_digest=PIPELINE.plan_file("archive.plan"),
+        plan_digest=local(PIPELINE.plan_file("archive.plan")),
         # the format's own metadata files (OCI manifests and indexes) the archive takes
-        documents=PIPELINE.plan_file("archive-documents.json"),
+        documents=local(PIPELINE.plan_file("archive-documents.json")),
         # the images the summary lists
-        images=PIPELINE.plan_file("archive-images.json"),
+        images=local(PIPELINE.plan_file("archive-images.json")),
         # the lock file, written first (lock_mode: update), and the provenance statement's plan
-        lock=PIPELINE.side_inputs()["lock"],
-        provenance=PIPELINE.side_inputs()["provenance"],
+        lock=[local(path) for path in PIPELINE.side_inputs()["lock"]],
+        provenance=[local(path) for path in PIPELINE.side_inputs()["provenance"]],
     output:
         archive=OUTPUT,
         # the plan the archive was made from; a later run with another plan removes a stale archive
@@ -40,7 +40,10 @@ rule export:
         plan=PLAN_DIGEST,
         # the side files to write (outputs above), and, untracked, this run's stage times
         # for the summary (none as a module)
-        more=Untracked(PIPELINE.assemble_options(STAGE_TIMES)),
+        # (as this job sees them: staged copies under remote storage)
+        more=lambda wildcards, output: Untracked(
+            PIPELINE.assemble_options(STAGE_TIMES, list(output.side))
+        ),
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)

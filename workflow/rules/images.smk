@@ -9,7 +9,7 @@ for _batch in PIPELINE.image_files:
         name:
             _batch.rule
         input:
-            _batch.plan_file,
+            local(_batch.plan_file),
         output:
             _batch.outputs,
         log:

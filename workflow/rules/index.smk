@@ -1,11 +1,12 @@
 # manifest.json and repositories, which every docker-save archive has. Their content is
 # decided with the plan and kept in build/plan/ (rewritten only when it changes), so a
-# changed image list or tag re-runs these jobs only.
+# changed image list or tag re-runs these jobs only. Plan files are local() inputs: under
+# remote storage they stay where parsing wrote them (these jobs run on the main host).
 
 
 rule manifest_json:
     input:
-        PIPELINE.plan_file("manifest.json"),
+        local(PIPELINE.plan_file("manifest.json")),
     output:
         buildpaths.manifest(BUILD, FORMAT),
     log:
@@ -19,7 +20,7 @@ rule manifest_json:
 
 rule repositories:
     input:
-        PIPELINE.plan_file("repositories"),
+        local(PIPELINE.plan_file("repositories")),
     output:
         buildpaths.repositories(BUILD, FORMAT),
     log:

@@ -26,7 +26,13 @@ rule layer_tar:
         # untracked (see Untracked): how, from where, and for which images (messages)
         command=fixed_signature(
             lambda wc, output: LAYERS.command(
-                wc.diff, output.layer, buildpaths.log(BUILD, "layers", wc.diff)
+                wc.diff,
+                output.layer,
+                # the rule's log (params see no `log`): beside the job's own outputs,
+                # which under remote storage are staged copies, not under BUILD
+                buildpaths.log(
+                    buildpaths.build_dir_of(output.layer), "layers", wc.diff
+                ),
             )
         ),
     shell:

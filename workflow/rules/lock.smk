@@ -6,9 +6,10 @@ if PIPELINE.writes_lock:
 
     rule lock:
         input:
-            PIPELINE.plan_file("lock.json"),
+            local(PIPELINE.plan_file("lock.json")),
         output:
-            PIPELINE.settings.lockfile,
+            # the user's file (committed with a release), also under remote storage
+            local(PIPELINE.settings.lockfile),
         log:
             buildpaths.log(BUILD, "lock", "lock"),
         localrule: True

@@ -3,6 +3,9 @@
 
 # Included for format oci only (its rule_files): the format is its own rules' plan.
 OCI = PIPELINE.export_format
+# Recipes name build files; a job reads them where it sees them (as_staged: under remote
+# storage, staged copies under .snakemake/storage/), known from its own output's path.
+CONTEXT = PIPELINE.context
 
 
 rule oci_manifest:
@@ -19,7 +22,10 @@ rule oci_manifest:
     localrule: True
     params:
         jobs=JOBS,
-        recipe=lambda wc: OCI.manifest_recipe(wc.image),
+        recipe=lambda wc, output: CONTEXT.as_staged(
+            OCI.manifest_recipe(wc.image),
+            buildpaths.build_dir_of(os.path.dirname(output[0])),
+        ),
     shell:
         "{params.jobs} tarexport oci-manifest --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
@@ -27,7 +33,7 @@ rule oci_manifest:
 rule oci_index:
     input:
         # one entry per tag, in request order: (file, media type, full name, tag)
-        entries=PIPELINE.plan_file("index-entries.json"),
+        entries=local(PIPELINE.plan_file("index-entries.json")),
         manifests=[entry.path for entry in OCI.index_entries()],
     output:
         buildpaths.oci_index(BUILD),
@@ -38,8 +44,11 @@ rule oci_index:
     localrule: True
     params:
         jobs=JOBS,
+        entries=lambda wc, input, output: CONTEXT.staged_plan_file(
+            input.entries, buildpaths.build_dir_of(output[0])
+        ),
     shell:
-        "{params.jobs} tarexport oci-index --entries {input.entries:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-index --entries {params.entries:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 # With `platforms: all`: a multi-platform index over our manifests, one per source index.
@@ -57,6 +66,24 @@ rule oci_image_index:
     localrule: True
     params:
         jobs=JOBS,
-        recipe=lambda wc: OCI.image_index_recipe(wc.index),
+        recipe=lambda wc, output: CONTEXT.as_staged(
+            OCI.image_index_recipe(wc.index),
+            buildpaths.build_dir_of(os.path.dirname(output[0])),
+        ),
     shell:
         "{params.jobs} tarexport oci-image-index --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+
+
+# With `platforms: all`: an attestation manifest kept, as the source holds it, by digest.
+rule oci_attestation:
+    input:
+        local(buildpaths.plan_file(BUILD, "oci-attestation-{manifest}.json")),
+    output:
+        buildpaths.oci_attestation(BUILD, "{manifest}"),
+    log:
+        buildpaths.log(BUILD, "oci", "attestation-{manifest}"),
+    wildcard_constraints:
+        manifest="[0-9a-f]{64}",
+    localrule: True
+    shell:
+        "cp {input:q} {output:q} 2> {log:q}"

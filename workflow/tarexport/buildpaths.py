@@ -10,6 +10,7 @@ format's own small files live in a directory named after it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 # Every directory the export writes into, below build_dir (and the docker/<v1 id>
@@ -74,6 +75,11 @@ def oci_index(build_dir: str) -> str:
     return os.path.join(build_dir, "oci", "index.json")
 
 
+def oci_attestation(build_dir: str, manifest_hex: str) -> str:
+    """An attestation manifest kept as the source holds it, by its digest."""
+    return os.path.join(build_dir, "oci", "attestations", manifest_hex + ".json")
+
+
 def oci_image_index(build_dir: str, index_hex: str) -> str:
     """Our copy of a multi-platform index, named by the source index's digest."""
     return os.path.join(build_dir, "oci", "indexes", index_hex + ".json")
@@ -116,6 +122,21 @@ def plan_record(build_dir: str, output: str) -> str:
     path), so that exports to several outputs from one build directory (the command's
     shared cache) each keep theirs."""
     return os.path.join(build_dir, f"export-{hashlib.sha256(os.path.abspath(output).encode()).hexdigest()[:16]}.plan")
+
+
+def build_dir_of(path: str) -> str:
+    """The build directory a job sees, from one of its `<build>/<kind>/<file>` paths: the
+    configured one, or its staged copy under Snakemake's remote storage."""
+    return os.path.dirname(os.path.dirname(path))
+
+
+def rebased(recipe: str, build_dir: str, staged: str) -> str:
+    """A recipe (JSON text) whose paths under `build_dir` name `staged` instead: under remote
+    storage a job reads and writes staged copies (.snakemake/storage/...), not build_dir."""
+    if staged == build_dir:
+        return recipe
+    quoted = json.dumps(build_dir.rstrip("/") + "/")[:-1]  # `"build/`: a path's start
+    return recipe.replace(quoted, json.dumps(staged.rstrip("/") + "/")[:-1])
 
 
 def plan_file(build_dir: str, name: str) -> str:

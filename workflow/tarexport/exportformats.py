@@ -28,7 +28,6 @@ from .recipes import (
     index_entries_text,
     platforms_text,
 )
-from .sources.base import SourceAttestation
 
 
 class ExportFormat:
@@ -158,20 +157,21 @@ class OciExport(ExportFormat):
 
     def documents_made_now(self) -> dict[str, bytes]:
         """Kept attestation manifests, as the sources hold them (their bytes are known now):
-        plan files named by their digest, which the index jobs and the archive read."""
+        plan files named by their digest, which rule oci_attestation copies into the build."""
         return {
-            self._attestation_file(attestation): attestation.manifest
+            attestation_plan_file(self.context.build_dir, hex_of(sha256_digest(attestation.manifest))): (
+                attestation.manifest
+            )
             for attestations in self.context.attestations.values()
             for attestation in attestations
         }
 
     def attestation_files(self, index_hex: str) -> list[str]:
-        """The plan files holding the attestation manifests kept with an index."""
-        return [self._attestation_file(attestation) for attestation in self.context.attestations.get(index_hex, [])]
-
-    def _attestation_file(self, attestation: SourceAttestation) -> str:
-        name = f"oci-attestation-{hex_of(sha256_digest(attestation.manifest))}.json"
-        return buildpaths.plan_file(self.context.build_dir, name)
+        """The build files of the attestation manifests kept with an index."""
+        return [
+            buildpaths.oci_attestation(self.context.build_dir, hex_of(sha256_digest(attestation.manifest)))
+            for attestation in self.context.attestations.get(index_hex, [])
+        ]
 
     @cached_property
     def _document_files(self) -> list[str]:
@@ -257,6 +257,10 @@ class OciExport(ExportFormat):
                     path = buildpaths.oci_image_index(self.context.build_dir, hex_of(index.digest))
                     entries.append(IndexEntry(path, MediaType.OCI_INDEX, str(tag), tag.tag))
         return entries
+
+
+def attestation_plan_file(build_dir: str, manifest_hex: str) -> str:
+    return buildpaths.plan_file(build_dir, f"oci-attestation-{manifest_hex}.json")
 
 
 FORMATS: dict[str, type[ExportFormat]] = {fmt.name: fmt for fmt in (DockerExport, OciExport)}

@@ -20,7 +20,7 @@ from .digests import hex_of, sha256_digest
 from .errors import TarexportError
 from .exportcontext import ExportContext
 from .exportformats import FORMATS, ExportFormat
-from .fileio import write_atomically, write_if_changed
+from .fileio import write_atomically, write_content_named, write_if_changed
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layerfiles import record_path
 from .layerjobs import StoredLayers
@@ -158,12 +158,15 @@ class Pipeline:
         """The files published beside the archive (kind -> path), as configured."""
         return side_paths(self.settings.output, self.settings.side_files)
 
-    def assemble_options(self, stage_times: str) -> str:
+    def assemble_options(self, stage_times: str, side_outputs: list[str]) -> str:
         """The export job's options that may be absent: where the stage times are, and the
-        side files to write (an empty value cannot be passed through Snakemake's quoting)."""
-        given = {"stages": stage_times, "checksum": self.side_files.get("sha256", "")}
-        given["image-list"] = self.side_files.get("images", "")
-        given["provenance"] = self.side_files.get("provenance", "")
+        side files to write (an empty value cannot be passed through Snakemake's quoting).
+        `side_outputs`: the job's paths of the side files (output.side, in side_files'
+        order), staged copies under remote storage."""
+        side = dict(zip(self.side_files, side_outputs, strict=True))
+        given = {"stages": stage_times, "checksum": side.get("sha256", "")}
+        given["image-list"] = side.get("images", "")
+        given["provenance"] = side.get("provenance", "")
         given["provenance-template"] = self.side_inputs()["provenance"][0] if given["provenance"] else ""
         return " ".join(f"--{name} {shlex.quote(value)}" for name, value in given.items() if value)
 
@@ -194,9 +197,9 @@ class Pipeline:
             write_if_changed(path, data)
             _mark_current(path, buildpaths.plan_file(self.context.build_dir, f"{self.context.format}-current-{name}"))
         for batch in self.image_files:
-            write_if_changed(batch.plan_file, batch.contents)
+            write_content_named(batch.plan_file, batch.contents)
         for path, data in self.export_format.documents_made_now().items():
-            write_if_changed(path, data)
+            write_content_named(path, data)
 
     # -------- the archive
     @cached_property

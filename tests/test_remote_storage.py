@@ -1,0 +1,105 @@
+"""Snakemake remote storage on a real S3 server (SeaweedFS on 127.0.0.1): every build output
+and the archive live in a bucket, and a second runner with nothing local reuses the layers
+and configs a first one made, as ephemeral CI runners share a cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+
+import pytest
+
+from tests.engines import SeaweedS3, require
+from tests.imagefactory import LayoutEntry, make_image, platform_image, write_multiplatform_layout, write_oci_layout
+from tests.workflowrun import SNAKEFILE, Run, export, run_measured, snakemake_log, write_config
+
+BUCKET = "cache"
+ONE = make_image([{"shared": b"s" * 50_000}, {"one": b"1"}])
+TWO = make_image([{"shared": b"s" * 50_000}, {"two": b"2"}])
+THREE = make_image([{"shared": b"s" * 50_000}, {"three": b"3"}])
+ARCHIVE_FILES = ("images.tar", "images.tar.sha256", "images.tar.images.txt", "images.tar.provenance.json")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    require("weed")
+    server = SeaweedS3()
+    server.client().create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> str:
+    entries = [LayoutEntry(image, [f"docker.io/library/{name}:1"]) for name, image in
+               (("one", ONE), ("two", TWO), ("three", THREE))]  # fmt: skip
+    return write_oci_layout(str(tmp_path_factory.mktemp("src") / "layout"), entries)
+
+
+def export_to_storage(work: str, s3: SeaweedS3, prefix: str, **config: object) -> Run:
+    """`snakemake export` with every output under s3://cache/<prefix>."""
+    os.makedirs(work, exist_ok=True)
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export"]
+    command += ["--configfile", write_config(work, **config), *s3.snakemake_options(f"{BUCKET}/{prefix}")]
+    started = time.time()
+    run = run_measured(command, work, 600)
+    run.log = snakemake_log(work, started)
+    assert run.returncode == 0, run.output[-4000:]
+    return run
+
+
+def local_files(work: str) -> dict[str, bytes]:
+    found = {}
+    for name in ARCHIVE_FILES:
+        with open(os.path.join(work, "results", name), "rb") as handle:
+            found[name] = handle.read()
+    return found
+
+
+def stored_files(s3: SeaweedS3, prefix: str) -> dict[str, bytes]:
+    return {name: s3.get(BUCKET, f"{prefix}/results/{name}") for name in ARCHIVE_FILES}
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci"])
+def test_the_archive_in_storage_is_a_local_runs_bytes(s3, layout, tmp_path, fmt: str) -> None:
+    config = {"sources": [layout], "images": ["one:1", "two:1"], "format": fmt}
+    os.makedirs(tmp_path / "local")
+    export(str(tmp_path / "local"), **config)
+    prefix = f"same-bytes-{fmt}"
+    run = export_to_storage(str(tmp_path / "runner"), s3, prefix, **config)
+    assert run.jobs["layer_tar"] == 3  # one, two, and the layer they share, stored once
+    stored = stored_files(s3, prefix)
+    assert stored == local_files(str(tmp_path / "local"))
+    assert not os.path.exists(tmp_path / "runner" / "results" / "images.tar")  # in the bucket only
+
+
+def test_a_multi_platform_index_with_attestations_in_storage(s3, tmp_path) -> None:
+    images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64")}
+    source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1", attestations=True)
+    config = {"sources": [source], "images": ["example.com/multi:1"], "format": "oci", "platforms": "all"}
+    os.makedirs(tmp_path / "local")
+    export(str(tmp_path / "local"), **config)
+    export_to_storage(str(tmp_path / "runner"), s3, "multi", **config)
+    assert stored_files(s3, "multi") == local_files(str(tmp_path / "local"))
+
+
+def test_a_second_runner_reuses_the_first_ones_layers_and_configs(s3, layout, tmp_path) -> None:
+    """Two ephemeral runners: fresh work directories (no .snakemake/, no build/), one prefix."""
+    config = {"sources": [layout], "images": ["one:1", "two:1"]}
+    first = export_to_storage(str(tmp_path / "first"), s3, "shared", **config)
+    assert first.jobs["layer_tar"] == 3 and first.jobs["image_files"] == 2
+    made = s3.get(BUCKET, "shared/results/images.tar")
+
+    second = export_to_storage(str(tmp_path / "second"), s3, "shared", **config)
+    assert second.jobs["layer_tar"] == 0 and second.jobs["image_files"] == 0, second.jobs
+    assert s3.get(BUCKET, "shared/results/images.tar") == made
+
+    # one image more: only its own layer and its own small files are made
+    more = {**config, "images": ["one:1", "two:1", "three:1"]}
+    third = export_to_storage(str(tmp_path / "third"), s3, "shared", **more)
+    assert third.jobs["layer_tar"] == 1 and third.jobs["image_files"] == 1, third.jobs
+    archive = s3.get(BUCKET, "shared/results/images.tar")
+    listed = s3.get(BUCKET, "shared/results/images.tar.sha256").decode()
+    assert listed.split()[0] == hashlib.sha256(archive).hexdigest()
