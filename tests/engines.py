@@ -423,3 +423,111 @@ class SeaweedS3:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         stop_daemon(self.process, self.log, self.base)
+
+
+class SlurmCluster:
+    """A single-node SLURM cluster (Debian's slurmctld and slurmd, with a munged of its
+    own) on 127.0.0.1, its configuration and state in a directory of its own. No
+    accounting database: Snakemake's SLURM executor is told to ask squeue for job states,
+    which a finished job stays in for MinJobAge seconds."""
+
+    def __init__(self) -> None:
+        self.base = tempfile.mkdtemp(prefix="txslurm", dir="/tmp")
+        base = self.base
+        for name in ("state", "spool", "log", "run", "munge", "bin"):
+            os.makedirs(os.path.join(base, name))
+        for directory in (base, os.path.join(base, "munge")):  # munged wants its socket's path o+x
+            os.chmod(directory, 0o755)
+        self.socket = os.path.join(base, "munge", "munge.socket")
+        subprocess.run(["mungekey", "--create", f"--keyfile={base}/munge/munge.key"], check=True, capture_output=True)
+        subprocess.run(
+            ["munged", f"--socket={self.socket}", f"--key-file={base}/munge/munge.key",
+             f"--pid-file={base}/munge/munged.pid", f"--log-file={base}/munge/munged.log",
+             f"--seed-file={base}/munge/munged.seed"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.conf = os.path.join(base, "slurm.conf")
+        settings = {
+            "ClusterName": "tarexport",
+            "SlurmctldHost": "localhost(127.0.0.1)",
+            "SlurmctldPort": free_port(),
+            "SlurmdPort": free_port(),
+            "SlurmUser": "root",
+            "SlurmdUser": "root",
+            "AuthType": "auth/munge",
+            "CredType": "cred/munge",
+            "AuthInfo": f"socket={self.socket}",
+            "StateSaveLocation": f"{base}/state",
+            "SlurmdSpoolDir": f"{base}/spool",
+            "SlurmctldPidFile": f"{base}/run/slurmctld.pid",
+            "SlurmdPidFile": f"{base}/run/slurmd.pid",
+            "SlurmctldLogFile": f"{base}/log/slurmctld.log",
+            "SlurmdLogFile": f"{base}/log/slurmd.log",
+            "ProctrackType": "proctrack/linuxproc",
+            "TaskPlugin": "task/none",
+            "MpiDefault": "none",
+            "SwitchType": "switch/none",
+            "SelectType": "select/cons_tres",
+            "SelectTypeParameters": "CR_Core_Memory",
+            "JobAcctGatherType": "jobacct_gather/none",
+            "JobCompType": "jobcomp/none",
+            "AccountingStorageType": "accounting_storage/none",
+            "ReturnToService": 2,
+            "MinJobAge": 600,
+            "InactiveLimit": 0,
+            "KillWait": 5,
+            "Waittime": 0,
+            "NodeName": f"localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count() or 1} RealMemory=4000 State=UNKNOWN",
+            "PartitionName": "debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
+        }
+        with open(self.conf, "w") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in settings.items())
+        # the executor's job step clears SLURM_* (SLURM_CONF too) before its inner srun
+        srun = os.path.join(base, "bin", "srun")
+        with open(srun, "w") as handle:
+            handle.write(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {shutil.which("srun")} "$@"\n')
+        os.chmod(srun, 0o755)
+        self.env = {**os.environ, "SLURM_CONF": self.conf, "PATH": f"{base}/bin:{os.environ['PATH']}"}
+        subprocess.run(["slurmctld", "-f", self.conf], check=True, env=self.env, capture_output=True)
+        subprocess.run(["slurmd", "-f", self.conf, "-N", "localhost"], check=True, env=self.env, capture_output=True)
+        deadline = time.monotonic() + 60
+        while self.sinfo() != "idle":
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the SLURM node did not become idle")
+            time.sleep(0.2)
+
+    def sinfo(self) -> str:
+        done = subprocess.run(["sinfo", "-h", "-o", "%T"], env=self.env, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    def jobs(self) -> list[str]:
+        """Every job the cluster ran or runs: name, state, memory and CPUs (squeue keeps
+        finished ones MinJobAge seconds)."""
+        done = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%j %T %m %C"], env=self.env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.splitlines()
+
+    def snakemake_options(self) -> list[str]:
+        return ["--executor", "slurm", "--jobs", "4", "--slurm-status-command", "squeue",
+                "--slurm-init-seconds-before-status-checks", "4"]  # fmt: skip
+
+    def stop(self) -> None:
+        subprocess.run(["scontrol", "shutdown"], env=self.env, capture_output=True)
+        subprocess.run(["munged", "-s", f"--socket={self.socket}"], capture_output=True)
+        for pid_file in ("run/slurmctld.pid", "run/slurmd.pid", "munge/munged.pid"):
+            try:
+                with open(os.path.join(self.base, pid_file)) as handle:
+                    pid = int(handle.read())
+            except (OSError, ValueError):
+                continue
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
     for tool in dockerd:docker.io containerd:containerd podman:podman skopeo:skopeo docker-registry:docker-registry \
-        openssl:openssl debootstrap:debootstrap umoci:umoci buildah:buildah; do
+        openssl:openssl debootstrap:debootstrap umoci:umoci buildah:buildah \
+        slurmctld:slurmctld slurmd:slurmd sinfo:slurm-client munged:munge; do
         command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -30,6 +30,11 @@ if workflow.global_resources.get("registry_downloads").value is None:
 if workflow.global_resources.get("big_layers").value is None:
     workflow.register_resource("big_layers", os.cpu_count() or 1)
 
+# A layer job's memory, for cluster schedulers: it streams its blob through fixed-size
+# buffers whatever the layer's size (measured peak of a whole export with its jobs: under
+# 150 MB, benchmarks/results.md).
+LAYER_JOB_MEM_MB = 256
+
 # Every job's command starts with its params.jobs, which sources the shell functions it
 # calls (`tarexport ...`: the package run by this interpreter, so cluster jobs need no
 # install step). A param, not shell.prefix (which inside another workflow would be the

@@ -19,6 +19,8 @@ rule layer_tar:
         registry_downloads=fixed_signature(lambda wc: LAYERS.downloads(wc.diff)),
         # over 1 MiB: at most one per CPU (set in the Snakefile)
         big_layers=fixed_signature(lambda wc: LAYERS.is_big(wc.diff)),
+        # what a cluster scheduler reserves for it (one core: the rule's default threads)
+        mem_mb=LAYER_JOB_MEM_MB,
     params:
         jobs=JOBS,
         # tracked: what the job must produce
@@ -54,6 +56,7 @@ rule layer_blob:
         # a registry download: at most `parallel_downloads` at once (set in the Snakefile)
         registry_downloads=fixed_signature(lambda wc: KEPT_BLOBS.downloads(wc.blob)),
         big_layers=fixed_signature(lambda wc: KEPT_BLOBS.is_big(wc.blob)),
+        mem_mb=LAYER_JOB_MEM_MB,
     params:
         jobs=JOBS,
         # untracked (see Untracked): the images it serves, for messages; where its bytes are
