@@ -103,3 +103,37 @@ def test_a_second_runner_reuses_the_first_ones_layers_and_configs(s3, layout, tm
     archive = s3.get(BUCKET, "shared/results/images.tar")
     listed = s3.get(BUCKET, "shared/results/images.tar.sha256").decode()
     assert listed.split()[0] == hashlib.sha256(archive).hexdigest()
+
+
+def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> None:
+    """`--shared-fs-usage none` (the local executor ignores it): each job a separate process
+    started by a batch system that Snakemake asks for job states, seeing only what it stages."""
+    config = {"sources": [layout], "images": ["one:1", "two:1"]}
+    os.makedirs(tmp_path / "local")
+    export(str(tmp_path / "local"), **config)
+    states = tmp_path / "states"
+    states.mkdir()
+    submit, status = tmp_path / "submit.sh", tmp_path / "status.sh"
+    submit.write_text(
+        "#!/bin/bash\n"
+        'id="$(basename "$(mktemp -u)")"\n'
+        f"setsid bash -c \"bash '$1' > {states}/$id.out 2>&1 < /dev/null; echo \\$? > {states}/$id.rc\" &\n"
+        'echo "$id"\n'
+    )
+    status.write_text(
+        "#!/bin/bash\n"
+        f'rc="$(cat {states}/$1.rc 2>/dev/null)"\n'
+        'if [ -z "$rc" ]; then echo running; elif [ "$rc" = 0 ]; then echo success; else echo failed; fi\n'
+    )
+    submit.chmod(0o755)
+    status.chmod(0o755)
+    cluster = ["--executor", "cluster-generic", "--cluster-generic-submit-cmd", str(submit),
+               "--cluster-generic-status-cmd", str(status), "--jobs", "4", "--shared-fs-usage", "none"]  # fmt: skip
+    work = str(tmp_path / "runner")
+    os.makedirs(work)
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", *cluster]
+    command += ["--configfile", write_config(work, **config), *s3.snakemake_options(f"{BUCKET}/unshared")]
+    run = run_measured(command, work, 600)
+    assert run.returncode == 0, run.output[-4000:]
+    assert len(list(states.glob("*.rc"))) == 3  # the layer jobs, submitted
+    assert stored_files(s3, "unshared") == local_files(str(tmp_path / "local"))
