@@ -13,7 +13,7 @@ import pytest
 
 from tests.engines import SeaweedS3, require
 from tests.imagefactory import LayoutEntry, make_image, platform_image, write_multiplatform_layout, write_oci_layout
-from tests.workflowrun import SNAKEFILE, Run, export, run_measured, snakemake_log, write_config
+from tests.workflowrun import SNAKEFILE, Run, export, run_measured, snakemake, snakemake_log, write_config
 
 BUCKET = "cache"
 ONE = make_image([{"shared": b"s" * 50_000}, {"one": b"1"}])
@@ -137,3 +137,18 @@ def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> N
     assert run.returncode == 0, run.output[-4000:]
     assert len(list(states.glob("*.rc"))) == 3  # the layer jobs, submitted
     assert stored_files(s3, "unshared") == local_files(str(tmp_path / "local"))
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("s3://bucket/images/app.tar", "is a s3:// URL, and sources are read when the plan is made"),
+        ("https://registry.example.com", "is a URL: a registry source is {type: registry, url: ...}"),
+    ],
+)
+def test_a_source_given_as_a_url_is_one_line_before_any_job(tmp_path, path: str, says: str) -> None:
+    work = str(tmp_path)
+    run = snakemake(work, "-n", configfile=write_config(work, sources=[path], images=["app:1"]))
+    assert run.returncode != 0
+    (line,) = [line for line in run.output.splitlines() if "tarexport: error" in line]
+    assert line.startswith(f"tarexport: error: source {path}: {says}")

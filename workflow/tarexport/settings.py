@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,20 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def _refuse_url(path: str) -> None:
+    """A source path that is a URL, said in one line before any job runs."""
+    scheme = re.match(r"^([a-z][a-z0-9+.-]*)://", path)
+    if scheme is None:
+        return
+    if scheme.group(1) in ("http", "https"):
+        raise TarexportError("is a URL: a registry source is {type: registry, url: ...}", source=path)
+    raise TarexportError(
+        f"is a {scheme.group(1)}:// URL, and sources are read when the plan is made, before Snakemake stages"
+        " any file: copy it to a file system the jobs share, or push its images to a registry",
+        source=path,
+    )
+
+
 def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
     with open(schema_path, encoding="utf-8") as handle:
         schema = yaml.safe_load(handle)
@@ -87,6 +102,7 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
             registry = RegistrySettings(**fields, **files)
             sources.append(SourceSpec(registry.url or "registry", "", SourceKind.REGISTRY, registry=registry))
             continue
+        _refuse_url(item["path"])
         sources.append(
             SourceSpec(
                 path=item["path"],
