@@ -343,10 +343,6 @@ class Registry:
         self.log.close()
 
     def stop(self) -> None:
-        # weed takes about 25 s to leave on SIGTERM; its data is thrown away anyway
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
         stop_daemon(self.process, self.log, self.base)
 
 

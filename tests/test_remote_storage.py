@@ -94,6 +94,7 @@ def test_a_second_runner_reuses_the_first_ones_layers_and_configs(s3, layout, tm
 
     second = export_to_storage(str(tmp_path / "second"), s3, "shared", **config)
     assert second.jobs["layer_tar"] == 0 and second.jobs["image_files"] == 0, second.jobs
+    assert second.jobs["manifest_json"] == 1 and second.jobs["export"] == 1  # (their names say no content)
     assert s3.get(BUCKET, "shared/results/images.tar") == made
 
     # one image more: only its own layer and its own small files are made

@@ -23,6 +23,7 @@ DIRECTORIES = (
     "oci",
     "oci/manifests",
     "oci/indexes",
+    "oci/attestations",
     "plan",
     "logs",
     "benchmarks",
@@ -56,11 +57,18 @@ def repositories(build_dir: str, fmt: str) -> str:
     return os.path.join(build_dir, fmt, "repositories")
 
 
+# What decides a v1 `json` file's bytes besides its v1 ID and the `os`: the encoder. Bump it
+# when those bytes change, so that a stored file made by an earlier encoder is never taken
+# for the new one (the plan files of these outputs are dated 1980: fileio.write_content_named).
+V1_JSON_ENCODING = "1"
+
+
 def v1_json(build_dir: str, v1_id: str, os_name: str) -> str:
     """A v1 directory's `json`: Docker writes the `os` of the image saving it into the file
     but not into the ID, so configurations sharing a build_dir may need two files for one
-    ID; the name tells them apart."""
-    return os.path.join(build_dir, "docker", v1_id, "json-" + hashlib.sha256(os_name.encode()).hexdigest()[:16])
+    ID; the name tells them apart (and names the encoding: V1_JSON_ENCODING)."""
+    named = hashlib.sha256(f"{os_name}\0{V1_JSON_ENCODING}".encode()).hexdigest()[:16]
+    return os.path.join(build_dir, "docker", v1_id, "json-" + named)
 
 
 def v1_version(build_dir: str, v1_id: str) -> str:

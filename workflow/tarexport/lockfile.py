@@ -26,10 +26,11 @@ LOCK_VERSION = 1
 
 @dataclass(frozen=True)
 class LockedImage:
-    names: list[str]  # the tags the request exported it under, familiar form
+    names: list[Reference]  # the tags the request exported it under
     image_id: str
     manifest_digest: str  # "" where the source holds no manifest (a legacy docker-save archive)
-    index_digest: str  # the multi-platform index kept with it (`platforms: all`), else ""
+    index_digests: dict[Reference, str]  # tag -> the multi-platform index kept for it (`platforms: all`)
+    blob_digests: list[str]  # its layers as the source holds them ("" where not recorded)
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,12 @@ def lock_document(plan: Plan, platform: str, platforms: str) -> bytes:
         images = []
         for image_id, tags in given.items():
             entry = planned[image_id]
-            index = next((plan.tag_indexes[t].digest for t in tags if t in plan.tag_indexes), "")
+            indexes = {t.familiar(): plan.tag_indexes[t].digest for t in tags if t in plan.tag_indexes}
             image: dict[str, Any] = {"names": [t.familiar() for t in tags], "imageId": image_id}
             if entry.image.manifest_digest:
                 image["manifestDigest"] = entry.image.manifest_digest
-            if index:
-                image["indexDigest"] = index
+            if indexes:
+                image["indexDigests"] = indexes
             image["platform"] = platform_of(entry.image.config)
             image["layers"] = [
                 {"diffId": layer.diff_id, **({"digest": layer.blob.digest} if layer.blob.digest else {})}
@@ -98,14 +99,31 @@ def read_lock(path: str, shown: str, schema_path: str) -> Lock:
     if failure is not None:
         where = "/".join(str(part) for part in failure.absolute_path) or "(top level)"
         raise TarexportError(f"lock file {shown} is not a tarexport lock ({where}: {failure.message})")
-    requests = {
-        entry["request"]: [
-            LockedImage(image["names"], image["imageId"], image.get("manifestDigest", ""), image.get("indexDigest", ""))
-            for image in entry["images"]
-        ]
-        for entry in document["requests"]
-    }
+    requests: dict[str, list[LockedImage]] = {}
+    for entry in document["requests"]:
+        if entry["request"] in requests:
+            twice = entry["request"]
+            raise TarexportError(f"lock file {shown} lists {twice} twice; write it again with lock_mode: update")
+        requests[entry["request"]] = [_locked_image(image, shown) for image in entry["images"]]
     return Lock(shown, document["platform"], document["platforms"], requests)
+
+
+def _locked_image(image: dict[str, Any], shown: str) -> LockedImage:
+    def tag(name: str) -> Reference:
+        try:
+            ref = parse_request(name)
+        except TarexportError as error:
+            ref, why = None, str(error)
+        else:
+            why = "not repo:tag"
+        if not isinstance(ref, Reference) or ref.digest:
+            raise TarexportError(f"lock file {shown} names an image {name!r} ({why}); write it again")
+        return with_default_tag(ref)
+
+    names = [tag(name) for name in image["names"]]
+    indexes = {tag(name): digest for name, digest in image.get("indexDigests", {}).items()}
+    blobs = [layer.get("digest", "") for layer in image["layers"]]
+    return LockedImage(names, image["imageId"], image.get("manifestDigest", ""), indexes, blobs)
 
 
 def check_settings(lock: Lock, platform: str, platforms: str) -> None:
@@ -135,32 +153,47 @@ def registry_requests(lock: Lock, requests: list[str], all_platforms: bool) -> l
         if isinstance(request, Reference) and request.digest:
             asked.append(text)
         for image in _locked(lock, text):
-            digest = (image.index_digest if all_platforms else "") or image.manifest_digest
-            if digest:
-                asked += [f"{with_default_tag(parse_request(name)).name}@{digest}" for name in image.names]  # type: ignore[union-attr]
+            for name in image.names:
+                digest = (image.index_digests.get(name, "") if all_platforms else "") or image.manifest_digest
+                if digest:
+                    asked.append(f"{name.name}@{digest}")
     return list(dict.fromkeys(asked))
 
 
 def resolve_locked(
-    catalog: Catalog, requests: list[str], lock: Lock
+    catalog: Catalog, requests: list[str], lock: Lock, kept_blobs: bool
 ) -> tuple[Resolution, dict[Reference, SourceIndex]]:
     """Each request as the lock resolved it: the locked images under the locked names, and
-    the index locked with a tag (`platforms: all`), if a source holds it."""
+    the index locked with each tag (`platforms: all`). `kept_blobs` (`layers: keep`): the
+    source's blobs go into the archive, so they must be the locked ones too."""
     resolution = Resolution()
     indexes: dict[Reference, SourceIndex] = {}
     for text in requests:
         for image in _locked(lock, text):
-            if image.image_id not in catalog.images:
+            found = catalog.images.get(image.image_id)
+            if found is None:
                 held = f" (manifest {image.manifest_digest})" if image.manifest_digest else ""
                 raise TarexportError(
                     f"no such image: {text} is locked as image {image.image_id}{held} in {lock.path},"
                     " and no source holds it; add a source that does, or update the lock"
                 )
-            tags = [with_default_tag(parse_request(name)) for name in image.names]  # type: ignore[arg-type]
-            if not tags:
+            if kept_blobs and [layer.blob.digest for layer in found.layers] != image.blob_digests:
+                raise TarexportError(
+                    f"{text}: the first source holding image {image.image_id} ({found.source}) has other layer"
+                    f" blobs than {lock.path} locks, and layers: keep exports them as they are; list the locked"
+                    " source first, or update the lock"
+                )
+            if not image.names:
                 resolution.add(text, image.image_id, None)
-            for tag in tags:
+            for tag in image.names:
                 resolution.add(text, image.image_id, tag)
-                if image.index_digest in catalog.indexes:
-                    indexes[tag] = catalog.indexes[image.index_digest]
+                index = image.index_digests.get(tag)
+                if index is None:
+                    continue
+                if index not in catalog.indexes:
+                    raise TarexportError(
+                        f"{tag.familiar()} is locked as index {index} in {lock.path}, and no source holds it;"
+                        " add a source that does, or update the lock"
+                    )
+                indexes[tag] = catalog.indexes[index]
     return resolution, indexes

@@ -20,7 +20,7 @@ from .digests import hex_of, sha256_digest
 from .errors import TarexportError
 from .exportcontext import ExportContext
 from .exportformats import FORMATS, ExportFormat
-from .fileio import write_atomically, write_content_named, write_if_changed
+from .fileio import CONTENT_NAMED_MTIME, write_atomically, write_content_named, write_if_changed
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layerfiles import record_path
 from .layerjobs import StoredLayers
@@ -124,7 +124,7 @@ class Pipeline:
         # what the archive's summary (Snakemake's report) lists: the requested images
         contents["archive-images.json"] = recipe_json([image.to_json() for image in self.summary_images()]).encode()
         if "provenance" in self.settings.side_files:
-            template = provenance_template(self.settings, self.plan, self.plan_digest)
+            template = provenance_template(self.settings, self.plan)
             contents["provenance.json"] = template_bytes(template)
         if self.writes_lock:
             contents["lock.json"] = lock_document(self.plan, self.settings.platform, self.settings.platforms)
@@ -200,6 +200,23 @@ class Pipeline:
             write_content_named(batch.plan_file, batch.contents)
         for path, data in self.export_format.documents_made_now().items():
             write_content_named(path, data)
+        if self.writes_lock:
+            self._date_lock_plan(self.settings.lockfile)  # relative to the work directory, as plan files
+
+    def _date_lock_plan(self, lockfile: str) -> None:
+        """Re-run the lock job exactly when the lock file does not hold the lock (by content,
+        not by time: a checkout dates a committed lock anew, and an old lock may be newer
+        than a plan file that says otherwise)."""
+        plan_file = self.plan_file("lock.json")
+        try:
+            with open(lockfile, "rb") as handle:
+                current = handle.read() == self._plan_contents["lock.json"]
+        except OSError:
+            current = False
+        if current:
+            os.utime(plan_file, (CONTENT_NAMED_MTIME, CONTENT_NAMED_MTIME))
+        else:
+            os.utime(plan_file)
 
     # -------- the archive
     @cached_property

@@ -45,7 +45,7 @@ def _source_uri(path: str, registry: bool) -> str:
     return path if registry else "file:" + urllib.parse.quote(path)
 
 
-def provenance_template(settings: Settings, plan: Plan, plan_digest: str) -> dict[str, Any]:
+def provenance_template(settings: Settings, plan: Plan) -> dict[str, Any]:
     """The statement without its subject, and with each image's digest in the archive left
     for the export job (an OCI manifest's digest is known once its layers are written)."""
     dependencies: list[dict[str, Any]] = []
@@ -83,8 +83,9 @@ def provenance_template(settings: Settings, plan: Plan, plan_digest: str) -> dic
         "predicate": {
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
-                "externalParameters": settings.effective,
-                "internalParameters": {"recipeVersion": RECIPE_VERSION, "planDigest": plan_digest},
+                # keys sorted: the bytes must not follow the order a configuration file lists them in
+                "externalParameters": json.loads(json.dumps(settings.effective, sort_keys=True)),
+                "internalParameters": {"recipeVersion": RECIPE_VERSION},
                 "resolvedDependencies": dependencies,
             },
             "runDetails": run_details,

@@ -44,6 +44,8 @@ class FailedPlan:
 def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
     """The configuration, validated, with its write paths checked against its sources."""
     settings = load_settings(config, schema_path, workdir)
+    if settings.lock_mode == "frozen" and not settings.lockfile:
+        raise TarexportError("config key lock_mode: frozen needs a lock file to read; set lockfile: PATH")
     local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
     check_write_paths(settings.output, settings.build_dir, local, workdir)
     written = list(side_paths(settings.output, settings.side_files).values())
@@ -68,7 +70,8 @@ def planned(settings: Settings, workdir: str, schema_dir: str) -> Pipeline:
         check_settings(lock, settings.platform, settings.platforms)
         asked = registry_requests(lock, settings.images, all_platforms)
         catalog = build_catalog(settings.sources, settings.platform, all_platforms, asked, cache)
-        return Pipeline(settings, plan_resolution(catalog, *resolve_locked(catalog, settings.images, lock)))
+        resolved = resolve_locked(catalog, settings.images, lock, settings.layers == "keep")
+        return Pipeline(settings, plan_resolution(catalog, *resolved))
     catalog = build_catalog(settings.sources, settings.platform, all_platforms, settings.images, cache)
     return Pipeline(settings, make_plan(catalog, settings.images))
 

@@ -205,11 +205,15 @@ class LayoutReader:
         config, layers = document.get("config"), document.get("layers")
         if not isinstance(config, dict) or not isinstance(layers, list):
             raise TarexportError("attestation manifest has no config or layers", source=self.source, member=ref.member)
+        if not isinstance(descriptor.get("platform"), dict):
+            raise TarexportError("attestation manifest's index entry has no platform", source=self.source)
         blobs = []
         for item in [config, *layers]:
             size = item.get("size") if isinstance(item, dict) else None
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise TarexportError("attestation blob has no valid size", source=self.source, member=ref.member)
+            if not isinstance(item.get("mediaType"), str):
+                raise TarexportError("attestation blob has no media type", source=self.source, member=ref.member)
             try:
                 digest = check_digest(item.get("digest"), "attestation blob digest")
             except TarexportError as error:
