@@ -36,6 +36,8 @@ PLANNED = plan_export(
     config,
     os.path.join(TAREXPORT_DIR, "schemas", "config.schema.yaml"),
     os.getcwd(),
+    # a source given as a storage URL (s3://...): its object, through Snakemake's plugins
+    lambda url: storage(url, keep_local=True).flags["storage_object"],
 )
 
 if isinstance(PLANNED, FailedPlan):

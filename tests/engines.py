@@ -402,11 +402,12 @@ class SeaweedS3:
             region_name="us-east-1",
         )
 
-    def snakemake_options(self, prefix: str) -> list[str]:
-        """What `snakemake` needs to keep every output under s3://<prefix>."""
+    def snakemake_options(self, prefix: str = "") -> list[str]:
+        """What `snakemake` needs to reach this server, and to keep every output under
+        s3://<prefix> (none: outputs stay local)."""
+        options = ["--default-storage-provider", "s3", "--default-storage-prefix", f"s3://{prefix}"] if prefix else []
         return [
-            "--default-storage-provider", "s3", "--default-storage-prefix", f"s3://{prefix}",
-            "--storage-s3-endpoint-url", self.url,
+            *options, "--storage-s3-endpoint-url", self.url,
             "--storage-s3-access-key", self.ACCESS_KEY, "--storage-s3-secret-key", self.SECRET_KEY,
         ]  # fmt: skip
 

@@ -188,25 +188,63 @@ def test_a_second_run_at_once_refuses(source: str, baseline: str, tmp_path) -> N
     assert sha256_file(archive(work)) == baseline
 
 
-def test_stored_layer_changed_behind_our_back(source: str, tmp_path) -> None:
-    work = str(tmp_path)
-    export(work, sources=[source], images=["big:1"])
-    stored = os.path.join(work, "build", "layers", BIG.diff_ids[0].split(":")[1] + ".tar")
-    with open(stored, "r+b") as handle:  # same size, a changed first block
-        handle.write(b"X")
-    run = snakemake(work, configfile=write_config(work, sources=[source], images=["big:1"], compression="gzip"))
-    assert run.returncode != 0
-    assert "changed after it was made" in one_line(run.output)
-    with open(stored, "r+b") as handle:  # restore it, then change a byte the quick check does not sample
-        handle.write(LAYERS[0][:1])
-        handle.seek(100_000)
-        handle.write(b"X" if LAYERS[0][100_000:100_001] != b"X" else b"Y")
-    quick = write_config(work, sources=[source], images=["big:1"], compression="zstd")
-    assert snakemake(work, configfile=quick).returncode == 0  # missed by the quick check
-    full = write_config(work, sources=[source], images=["big:1"], compression="none", verify_layers="full")
+def own_layout(tmp_path) -> str:
+    """A layout of BIG for one test: with linked layers, damaging a stored layer damages it."""
+    return write_oci_layout(str(tmp_path / "layout"), [LayoutEntry(BIG, [TAG])])
+
+
+def flip_byte(path: str, offset: int) -> None:
+    with open(path, "r+b") as handle:  # same size, one byte changed
+        handle.seek(offset)
+        was = handle.read(1)
+        handle.seek(offset)
+        handle.write(b"X" if was != b"X" else b"Y")
+
+
+def test_a_stored_layer_changed_behind_our_back_is_made_again(baseline: str, tmp_path) -> None:
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    settings = {"sources": [own_layout(tmp_path)], "images": ["big:1"], "link_layers": False}
+    export(work, **settings)
+    relative = os.path.join("build", "layers", BIG.diff_ids[0].split(":")[1] + ".tar")
+    stored = os.path.join(work, relative)
+    flip_byte(stored, 0)
+    run = snakemake(work, configfile=write_config(work, **settings, compression="gzip"))
+    assert run.returncode == 0, run.output[-3000:]
+    assert f"tarexport: stored layer {relative} changed after it was made; making it again" in run.output
+    with open(stored, "rb") as handle:
+        assert handle.read() == LAYERS[0]
+
+    flip_byte(stored, 100_000)  # a byte the quick check does not sample
+    quick = write_config(work, **settings, compression="zstd")
+    run = snakemake(work, configfile=quick)
+    assert run.returncode == 0 and "making it again" not in run.output  # missed by the quick check
+    full = write_config(work, **settings, compression="none", verify_layers="full")
     run = snakemake(work, configfile=full)
+    assert run.returncode == 0, run.output[-3000:]
+    assert f"stored layer {relative} no longer has digest {BIG.diff_ids[0]}; making it again" in run.output
+    assert sha256_file(archive(work)) == baseline
+
+
+def test_a_damaged_stored_layer_whose_source_is_damaged_too_is_one_line(tmp_path) -> None:
+    """Nothing to make it again from: the run fails naming the stored layer and the source's
+    blob, and leaves no archive."""
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    layout = own_layout(tmp_path)
+    settings = {"sources": [layout], "images": ["big:1"]}
+    export(work, **settings)
+    stored = os.path.join(work, "build", "layers", BIG.diff_ids[0].split(":")[1] + ".tar")
+    flip_byte(stored, 0)
+    for blob in glob.glob(os.path.join(layout, "blobs", "sha256", "*")):
+        if os.path.getsize(blob) > 1 << 20:  # the layers' blobs
+            flip_byte(blob, 100)
+    run = snakemake(work, configfile=write_config(work, **settings, compression="gzip"))
     assert run.returncode != 0
-    assert f"no longer has digest {BIG.diff_ids[0]}" in one_line(run.output)
+    line = one_line(run.output)
+    assert "changed after it was made, and making it again failed: image big:1" in line, line
+    assert f"source {layout}, member blobs/sha256/" in line and ": layer blob has digest sha256:" in line, line
+    assert not os.path.exists(archive(work))
 
 
 @pytest.mark.parametrize(
@@ -218,14 +256,15 @@ def test_stored_layer_changed_behind_our_back(source: str, tmp_path) -> None:
         ("oci", "keep", "kept blob"),
     ],
 )
-def test_every_stored_file_an_archive_takes_is_checked(
-    source: str, tmp_path, fmt: str, layers: str, changed: str
-) -> None:
+def test_every_stored_file_an_archive_takes_is_checked(tmp_path, fmt: str, layers: str, changed: str) -> None:
     """Each archive entry names what its build file must be (a layer's record and digest, a
-    config's digest): a stored file changed since it was made is refused at assembly, in
-    either format, whichever build directory it lives in."""
-    work = str(tmp_path)
-    settings = {"sources": [source], "images": [TAG], "format": fmt, "layers": layers}
+    config's digest): a stored file changed since it was made is found at assembly, in
+    either format, whichever build directory it lives in. A layer is made again from its
+    source; a config is refused."""
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    settings = {"sources": [own_layout(tmp_path)], "images": [TAG], "format": fmt, "layers": layers}
+    settings["link_layers"] = False
     export(work, **settings)
     build = os.path.join(work, "build")
     stored = {
@@ -235,15 +274,18 @@ def test_every_stored_file_an_archive_takes_is_checked(
         if layers == "keep"
         else "",
     }[changed]
+    with open(stored, "rb") as handle:
+        made = handle.read()
     if changed == "config":  # still valid JSON, so that only its digest tells
         with open(stored, "ab") as handle:
             handle.write(b"\n")
     else:
-        with open(stored, "r+b") as handle:  # same size, a changed first byte
-            first = handle.read(1)
-            handle.seek(0)
-            handle.write(b"X" if first != b"X" else b"Y")
+        flip_byte(stored, 0)
     run = snakemake(work, configfile=write_config(work, **settings, compression="gzip"))  # assembles again
-    expected = "stored config" if changed == "config" else "changed after it was made"
-    assert run.returncode != 0 and expected in one_line(run.output), run.output[-3000:]
-    assert not os.path.exists(archive(work))
+    if changed == "config":
+        assert run.returncode != 0 and "stored config" in one_line(run.output), run.output[-3000:]
+        assert not os.path.exists(archive(work))
+    else:
+        assert run.returncode == 0 and "changed after it was made; making it again" in run.output
+        with open(stored, "rb") as handle:
+            assert handle.read() == made

@@ -12,9 +12,18 @@ import tempfile
 import pytest
 
 from tarexport.errors import TarexportError
-from tarexport.layerfiles import WHOLE_HASH_LIMIT, fingerprint, record_path, verify_layer_file, write_record
-from tarexport.layers import SpaceGuard, materialize
+from tarexport.layerfiles import (
+    WHOLE_HASH_LIMIT,
+    StoredLayerChanged,
+    fingerprint,
+    record_path,
+    verify_layer_file,
+    write_record,
+)
+from tarexport.layers import SpaceGuard, materialize, run_layer_job
 from tarexport.linklayer import checked_blob_path
+from tarexport.recipes import LayerRecipe, LayerRemake, LayerSource, remakes_json
+from tarexport.repair import StoredLayerRepair
 from tarexport.sources.base import BlobRef
 from tests.imagefactory import compress, make_layer, sha
 
@@ -460,3 +469,32 @@ def test_the_full_check_compares_the_whole_content_with_the_digest(tmp_path, siz
     with pytest.raises(TarexportError, match=f"no longer has digest {other}"):
         verify_layer_file(str(stored), other, full=True)
     verify_layer_file(str(stored), sha(LAYER[:size]), full=True)
+
+
+def test_a_damaged_stored_layer_is_made_again_from_what_its_job_was_given(tmp_path) -> None:
+    blob = blob_in_layout(tmp_path, compress(LAYER, "gzip"))
+    build = tmp_path / "build"
+    relative = f"layers/{sha(LAYER)[7:]}.tar"
+    stored = str(build / relative)
+    recipe, source = LayerRecipe(sha(LAYER)).to_text(), LayerSource(blob, "src", None, None, 0, False).to_text()
+    run_layer_job(recipe, source, stored)
+    plan = tmp_path / "repairs.json"
+    plan.write_text(remakes_json({relative: LayerRemake(recipe, source, "app:1", False)}))
+    repair = StoredLayerRepair(str(build), str(plan), str(tmp_path / "published"))
+    assert repair.knows(stored) and not repair.knows(str(build / "layers" / "other.tar"))
+
+    with open(stored, "r+b") as handle:
+        handle.write(b"X")
+    with pytest.raises(StoredLayerChanged) as found:
+        verify_layer_file(stored, sha(LAYER), full=False)
+    repair.remake(stored, found.value.finding)
+    verify_layer_file(stored, sha(LAYER), full=True)
+    published = tmp_path / "published" / relative
+    assert published.read_bytes() == LAYER  # left for remote storage (repair.put_back)
+    assert (tmp_path / "published" / (relative + ".check")).read_text() == fingerprint(stored)
+
+    os.remove(source_file(blob))  # nothing left to make it from: one message naming both
+    with open(stored, "r+b") as handle:
+        handle.write(b"Y")
+    with pytest.raises(TarexportError, match=r"changed after it was made, and making it again failed: .*source src"):
+        repair.remake(stored, f"stored layer {stored} changed after it was made")

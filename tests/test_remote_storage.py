@@ -5,6 +5,7 @@ and configs a first one made, as ephemeral CI runners share a cache."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -12,7 +13,14 @@ import time
 import pytest
 
 from tests.engines import SeaweedS3, require
-from tests.imagefactory import LayoutEntry, make_image, platform_image, write_multiplatform_layout, write_oci_layout
+from tests.imagefactory import (
+    LayoutEntry,
+    make_image,
+    platform_image,
+    write_docker_archive,
+    write_multiplatform_layout,
+    write_oci_layout,
+)
 from tests.workflowrun import SNAKEFILE, Run, export, run_measured, snakemake, snakemake_log, write_config
 
 BUCKET = "cache"
@@ -38,11 +46,11 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> str:
     return write_oci_layout(str(tmp_path_factory.mktemp("src") / "layout"), entries)
 
 
-def export_to_storage(work: str, s3: SeaweedS3, prefix: str, **config: object) -> Run:
-    """`snakemake export` with every output under s3://cache/<prefix>."""
+def export_to_storage(work: str, s3: SeaweedS3, prefix: str, *more: str, **config: object) -> Run:
+    """`snakemake export` with every output under s3://cache/<prefix> (none: outputs local)."""
     os.makedirs(work, exist_ok=True)
-    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export"]
-    command += ["--configfile", write_config(work, **config), *s3.snakemake_options(f"{BUCKET}/{prefix}")]
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", *more]
+    command += ["--configfile", write_config(work, **config), *s3.snakemake_options(prefix and f"{BUCKET}/{prefix}")]
     started = time.time()
     run = run_measured(command, work, 600)
     run.log = snakemake_log(work, started)
@@ -106,6 +114,63 @@ def test_a_second_runner_reuses_the_first_ones_layers_and_configs(s3, layout, tm
     assert listed.split()[0] == hashlib.sha256(archive).hexdigest()
 
 
+def test_a_layer_object_damaged_in_the_bucket_is_made_again_and_put_back(s3, layout, tmp_path) -> None:
+    config = {"sources": [layout], "images": ["one:1", "two:1"]}
+    export_to_storage(str(tmp_path / "first"), s3, "damaged", **config)
+    made = s3.get(BUCKET, "damaged/results/images.tar")
+    key = f"damaged/build/layers/{ONE.diff_ids[1].split(':')[1]}.tar"
+    layer = s3.get(BUCKET, key)
+    damaged = bytes([layer[0] ^ 1]) + layer[1:]  # same size, a changed first block
+    s3.client().put_object(Bucket=BUCKET, Key=key, Body=damaged)
+
+    second = export_to_storage(str(tmp_path / "second"), s3, "damaged", **config)
+    assert second.jobs["layer_tar"] == 0, second.jobs  # found by the assembly's check, not by Snakemake
+    stored = key.removeprefix("damaged/")
+    # (the assembly names the staged copy it checked)
+    assert f"/{stored} changed after it was made; making it again" in second.output
+    assert f"tarexport: put {stored}, made again, back into storage" in second.output
+    assert s3.get(BUCKET, key) == layer
+    assert s3.get(BUCKET, "damaged/results/images.tar") == made
+
+    third = export_to_storage(str(tmp_path / "third"), s3, "damaged", **config)
+    assert third.jobs["layer_tar"] == 0 and "making it again" not in third.output
+    assert s3.get(BUCKET, "damaged/results/images.tar") == made
+
+
+def test_an_archive_object_from_another_configuration_does_not_survive_a_failed_run(s3, tmp_path) -> None:
+    """As locally: the stale archive, its side files and its record go before any job runs;
+    every runner finds the one record of the archive object (named by the output as given)."""
+    four = make_image([{"shared": b"s" * 50_000}, {"four": b"4" * 2000}])
+    entries = [LayoutEntry(image, [f"docker.io/library/{name}:1"]) for name, image in (("one", ONE), ("four", four))]
+    layout = write_oci_layout(str(tmp_path / "layout"), entries)
+    first = export_to_storage(str(tmp_path / "first"), s3, "stale", sources=[layout], images=["one:1"])
+    archive = s3.get(BUCKET, "stale/results/images.tar")
+    digest = hashlib.sha256(archive).hexdigest()
+    assert (
+        f"tarexport: wrote s3://{BUCKET}/stale/results/images.tar ({len(archive)} bytes, 1 images, sha256:{digest})"
+        in first.output
+    )
+
+    with open(os.path.join(layout, "index.json"), encoding="utf-8") as handle:
+        (manifest,) = [m for m in json.load(handle)["manifests"] if "four" in str(m.get("annotations"))]
+    with open(os.path.join(layout, "blobs", "sha256", manifest["digest"][7:]), encoding="utf-8") as handle:
+        blob = os.path.join(layout, "blobs", "sha256", json.load(handle)["layers"][-1]["digest"][7:])
+    with open(blob, "r+b") as handle:  # four's own layer, damaged: its job fails
+        handle.write(b"\0" * 64)
+    work = str(tmp_path / "second")
+    os.makedirs(work)
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export"]
+    command += ["--configfile", write_config(work, sources=[layout], images=["one:1", "four:1"])]
+    run = run_measured([*command, *s3.snakemake_options(f"{BUCKET}/stale")], work, 600)
+    assert (
+        run.returncode != 0 and "tarexport: removed results/images.tar: made from another configuration" in run.output
+    )
+    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="stale/")
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert not [key for key in keys if key.startswith("stale/results/")], keys
+    assert not [key for key in keys if key.endswith(".plan")], keys
+
+
 def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> None:
     """`--shared-fs-usage none` (the local executor ignores it): each job a separate process
     started by a batch system that Snakemake asks for job states, seeing only what it stages."""
@@ -140,10 +205,64 @@ def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> N
     assert stored_files(s3, "unshared") == local_files(str(tmp_path / "local"))
 
 
+@pytest.fixture(scope="module")
+def stored_archive(s3, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A docker-save archive, as a file and as an object in the bucket: (path, URL)."""
+    path = write_docker_archive(
+        str(tmp_path_factory.mktemp("archive") / "app.tar"), [(ONE, ["app:1"]), (TWO, ["app:2"])]
+    )
+    with open(path, "rb") as handle:
+        s3.client().put_object(Bucket=BUCKET, Key="images/app.tar", Body=handle.read())
+    return path, f"s3://{BUCKET}/images/app.tar"
+
+
+@pytest.mark.parametrize("outputs", ["local", "in storage"])
+def test_a_source_given_as_a_storage_url_is_fetched_for_the_plan_and_staged_for_its_jobs(
+    s3, stored_archive, tmp_path, outputs: str
+) -> None:
+    path, url = stored_archive
+    os.makedirs(tmp_path / "local")
+    export(str(tmp_path / "local"), sources=[path], images=["app:1", "app:2"])
+    prefix = "" if outputs == "local" else "fetched"
+    work = str(tmp_path / "runner")
+    run = export_to_storage(work, s3, prefix, sources=[url], images=["app:1", "app:2"])
+    assert run.jobs["layer_tar"] == 3, run.jobs
+    made = local_files(work) if outputs == "local" else stored_files(s3, prefix)
+    expected = local_files(str(tmp_path / "local"))
+    assert made["images.tar"] == expected["images.tar"] and made["images.tar.sha256"] == expected["images.tar.sha256"]
+    # the source as configured is what the published files name
+    sources = json.loads(made["images.tar.provenance.json"])["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert sources[-1]["uri"] == url
+    # the plan's copy is where Snakemake stages it: no layer job fetched it again
+    assert run.output.count(f"Retrieving from storage: {url}") == 0, run.output[-3000:]
+    again = export_to_storage(work, s3, prefix, "--forcerun", "layer_tar", sources=[url], images=["app:1", "app:2"])
+    assert again.jobs["layer_tar"] == 3 and f"Retrieving from storage: {url}" not in again.output
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"s3://{BUCKET}/images/missing.tar", "does not exist in storage"),
+        (
+            "gs://bucket/app.tar",
+            "cannot be fetched from storage (No storage provider found for query gs://bucket/app.tar.",
+        ),
+    ],
+)
+def test_a_storage_url_that_cannot_be_fetched_is_one_line_before_any_job(s3, tmp_path, url: str, says: str) -> None:
+    s3.client().put_object(Bucket=BUCKET, Key="layouts/app/index.json", Body=b"{}")  # an OCI layout's prefix
+    work = str(tmp_path)
+    command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "-n"]
+    command += ["--configfile", write_config(work, sources=[url], images=["app:1"]), *s3.snakemake_options()]
+    run = run_measured(command, work, 300)
+    assert run.returncode != 0
+    (line,) = [line for line in run.output.splitlines() if "tarexport: error" in line]
+    assert line.startswith(f"tarexport: error: source {url}: {says}"), line
+
+
 @pytest.mark.parametrize(
     ("path", "says"),
     [
-        ("s3://bucket/images/app.tar", "is a s3:// URL, and sources are read when the plan is made"),
         ("https://registry.example.com", "is a URL: a registry source is {type: registry, url: ...}"),
     ],
 )

@@ -18,7 +18,7 @@ rule export:
     output:
         archive=OUTPUT,
         # the plan the archive was made from; a later run with another plan removes a stale archive
-        plan=PIPELINE.plan_record,
+        plan=PLAN_RECORD,
         # what `snakemake --report` shows: images, sizes, shared layers, the archive's sha256
         # published beside it: <output>.sha256, .images.txt, .provenance.json (side_files)
         side=list(PIPELINE.side_files.values()),
@@ -44,6 +44,8 @@ rule export:
         more=lambda wildcards, output: Untracked(
             PIPELINE.assemble_options(STAGE_TIMES, list(output.side))
         ),
+        # untracked: what made each stored layer, for making a damaged one again (repair.py)
+        repairs=Untracked(lambda: PIPELINE.repair_options(REPAIRED)),
         # The build directory, derived from an input so that it holds wherever inputs are staged.
         build_dir=lambda wildcards, input: os.path.dirname(
             os.path.dirname(input.manifest)
@@ -51,4 +53,4 @@ rule export:
     shell:
         "{params.jobs} tarexport assemble --format {params.format} --compression {params.compression} --verify {params.verify}"
         " --build-dir {params.build_dir:q} --output {output.archive:q} --plan {params.plan} --plan-record {output.plan:q} --documents {input.documents:q}"
-        " --summary {output.summary:q} --images {input.images:q} {params.more} 2> >(tee {log:q} >&2)"
+        " --summary {output.summary:q} --images {input.images:q} {params.more} {params.repairs} 2> >(tee {log:q} >&2)"

@@ -9,6 +9,11 @@ from tarexport.exportcontext import Untracked
 from tarexport.fileio import recorded_archive, remove_stale_output
 from tarexport.jobshell import source_line
 from tarexport.layerfiles import record_path
+from tarexport.remotestorage import (
+    put_back,
+    remove_stale_stored_output,
+    written_archive,
+)
 from tarexport.rulehooks import end_rate_limit_timers, fixed_signature
 from tarexport.screen import Screen, attach
 
@@ -60,11 +65,28 @@ if workflow.modifier.is_main_snakefile():
     )
 _PARSED_AT = time.time()
 
+# Under remote storage (--default-storage-provider), outputs are objects: the hooks below
+# reach them through Snakemake's storage objects (remotestorage.py). Stored layers the
+# assembly found damaged and made again (repair.py) are left in REPAIRED and put back into
+# storage when the run ends (it sees staged copies, and a job's inputs are never uploaded).
+IN_STORAGE = bool(workflow.storage_settings.default_storage_provider)
+REPAIRED = os.path.join(BUILD, "repaired") if IN_STORAGE else ""
+PLAN_RECORD = buildpaths.plan_record(BUILD, OUTPUT, IN_STORAGE)
+_storage_paths = workflow.modifier.path_modifier
+# a path's storage object (its local_path() is where it is staged)
+STORAGE_OBJECT = lambda path: _storage_paths.apply_default_storage(path).flags[
+    "storage_object"
+]
+
 
 # An archive left by a run with another configuration must not survive a failed run
 # (onstart runs only when jobs are about to run: never for -n or --lint).
 onstart:
-    if remove_stale_output(OUTPUT, PIPELINE.plan_record, PLAN_DIGEST):
+    if (
+        remove_stale_stored_output(OUTPUT, PLAN_RECORD, PLAN_DIGEST, STORAGE_OBJECT)
+        if IN_STORAGE
+        else remove_stale_output(OUTPUT, PLAN_RECORD, PLAN_DIGEST)
+    ):
         print(
             f"tarexport: removed {OUTPUT}: made from another configuration",
             file=sys.stderr,
@@ -73,11 +95,21 @@ onstart:
 
 onsuccess:
     end_rate_limit_timers()
+    put_back(REPAIRED, BUILD, STORAGE_OBJECT)
     # the last line: what was written (when this run wrote it)
-    _written = recorded_archive(OUTPUT, PIPELINE.plan_record)
-    if _written and os.path.getmtime(PIPELINE.plan_record) >= _PARSED_AT:
+    if IN_STORAGE:
+        _written = written_archive(
+            OUTPUT, PLAN_RECORD, PLAN_DIGEST, _PARSED_AT, STORAGE_OBJECT
+        )
+        _where = STORAGE_OBJECT(OUTPUT).query
+    else:
+        _written = recorded_archive(OUTPUT, PLAN_RECORD)
+        if _written and os.path.getmtime(PLAN_RECORD) < _PARSED_AT:
+            _written = None
+        _where = OUTPUT
+    if _written:
         print(
-            f"tarexport: wrote {OUTPUT} ({_written[0]} bytes, {len(PIPELINE.plan.images)} images,"
+            f"tarexport: wrote {_where} ({_written[0]} bytes, {len(PIPELINE.plan.images)} images,"
             f" sha256:{_written[1]})",
             file=sys.stderr,
         )
@@ -85,3 +117,4 @@ onsuccess:
 
 onerror:
     end_rate_limit_timers()
+    put_back(REPAIRED, BUILD, STORAGE_OBJECT)

@@ -1,10 +1,20 @@
 # One job per distinct layer: the verified, uncompressed tar stored by diff_id.
-# Content-addressed, so it is reused by every later run and every image. No inputs:
+# Content-addressed, so it is reused by every later run and every image. No tracked inputs:
 # where the blob is read from (a file, a registry) is untracked, as the bytes are checked
-# against their digests; moving a layout or changing a registry's timeout re-runs nothing.
+# against their digests; moving a layout or changing a registry's timeout re-runs nothing
+# (a source in object storage is an input only to be staged, its time ignored).
 
 
 rule layer_tar:
+    input:
+        # a source given as a storage URL (s3://.../app.tar): staged for the job wherever it
+        # runs, its time ignored (the bytes are checked against their digests)
+        source=fixed_signature(
+            lambda wc: [
+                ancient(storage(url, keep_local=True))
+                for url in LAYERS.storage_sources(wc.diff)
+            ]
+        ),
     output:
         layer=buildpaths.layer(BUILD, "{diff}"),
         # its size and sampled blocks when made: the archive step notices later changes
@@ -44,6 +54,13 @@ rule layer_tar:
 # With `layers: keep`: the source's compressed blob as it is, stored by its digest,
 # after checking it and its uncompressed content.
 rule layer_blob:
+    input:
+        source=fixed_signature(
+            lambda wc: [
+                ancient(storage(url, keep_local=True))
+                for url in KEPT_BLOBS.storage_sources(wc.blob)
+            ]
+        ),
     output:
         layer=buildpaths.blob(BUILD, "{blob}"),
         record=record_path(buildpaths.blob(BUILD, "{blob}")),

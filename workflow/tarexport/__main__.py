@@ -17,30 +17,23 @@ from typing import Any
 from .errors import TarexportError, error_line
 
 
-def _recipe(args: dict[str, Any]) -> Any:
+def _recipe_text(args: dict[str, Any]) -> str:
     """The job's recipe: JSON text, or `@path` of a file holding it (a long one)."""
-    text = args["recipe"]
+    text: str = args["recipe"]
     if text.startswith("@"):
         with open(text[1:], encoding="utf-8") as handle:
             text = handle.read()
-    return json.loads(text)
+    return text
+
+
+def _recipe(args: dict[str, Any]) -> Any:
+    return json.loads(_recipe_text(args))
 
 
 def _layer(args: dict[str, Any]) -> None:
-    from .layers import SpaceGuard, materialize
-    from .recipes import LayerRecipe, LayerSource
+    from .layers import run_layer_job
 
-    recipe, source = LayerRecipe.from_json(_recipe(args)), LayerSource.from_json(json.loads(args["source"]))
-    materialize(
-        source.blob,
-        recipe.diff_id,
-        args["output"],
-        source.label,
-        args["context"],
-        keep_compressed=args["keep"],
-        guard=SpaceGuard(args["output"], source.max_expansion, source.max_bytes, source.keep_free),
-        link=source.link,
-    )
+    run_layer_job(_recipe_text(args), args["source"], args["output"], args["context"], args["keep"])
 
 
 def _oci_manifest(args: dict[str, Any]) -> None:
@@ -73,8 +66,14 @@ def _assemble(args: dict[str, Any]) -> None:
         with open(args["documents"], encoding="utf-8") as handle:
             documents = json.load(handle)
     started = time.monotonic()
+    repair = None
+    if args["repairs"]:
+        from .repair import StoredLayerRepair
+
+        repair = StoredLayerRepair(args["build-dir"], args["repairs"], args["repaired-to"])
+    full = args["verify"] == "full"
     sha256 = assemble(
-        args["build-dir"], args["output"], args["format"], args["compression"], args["verify"] == "full", documents
+        args["build-dir"], args["output"], args["format"], args["compression"], full, documents, repair=repair
     )
     # the side files, then the record naming them (a stale archive takes them along)
     wanted = {"sha256": args["checksum"], "images": args["image-list"], "provenance": args["provenance"]}
@@ -123,6 +122,8 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dic
             "image-list": "",
             "provenance": "",
             "provenance-template": "",
+            "repairs": "",
+            "repaired-to": "",
         },
         (),
         "write the archive from the build directory",

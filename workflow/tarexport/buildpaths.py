@@ -124,12 +124,14 @@ def registry_cache(build_dir: str) -> str:
     return os.path.join(build_dir, "registry")
 
 
-def plan_record(build_dir: str, output: str) -> str:
+def plan_record(build_dir: str, output: str, in_storage: bool = False) -> str:
     """Where the export job records the plan digest of the archive it wrote, which file that
     archive is, and what it published beside it: one record per output (by its absolute
     path), so that exports to several outputs from one build directory (the command's
-    shared cache) each keep theirs."""
-    return os.path.join(build_dir, f"export-{hashlib.sha256(os.path.abspath(output).encode()).hexdigest()[:16]}.plan")
+    shared cache) each keep theirs. In remote storage, by the output as given: every runner
+    (each in its own directory) finds the one record of the archive object."""
+    named = os.path.normpath(output) if in_storage else os.path.abspath(output)
+    return os.path.join(build_dir, f"export-{hashlib.sha256(named.encode()).hexdigest()[:16]}.plan")
 
 
 def build_dir_of(path: str) -> str:

@@ -77,6 +77,9 @@ class ExportContext:
         self._labels = {
             os.path.realpath(spec.resolved): spec.path for spec in self.settings.sources if not spec.registry
         }
+        self._storage_urls = {
+            os.path.realpath(spec.resolved): spec.storage_url for spec in self.settings.sources if spec.storage_url
+        }
         self.layers = {
             h: [self._output_layer(layer) for layer in p.image.layers] for h, p in self.images_by_hex.items()
         }
@@ -115,6 +118,10 @@ class ExportContext:
     def label(self, blob: BlobRef) -> str:
         """The source as configured, for messages."""
         return self._labels.get(blob.source_path) or describe_location(blob.source_kind, blob.source_path)
+
+    def storage_url(self, blob: BlobRef) -> str:
+        """The storage URL the blob's source was given as ("" for a path or a registry)."""
+        return self._storage_urls.get(blob.source_path, "")
 
     def config_ids(self) -> list[str]:
         """Every image whose config goes into the archive, by hex ID."""

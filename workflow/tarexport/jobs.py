@@ -15,10 +15,11 @@ from .errors import TarexportError
 from .fileio import Writeback, atomic_output, write_atomically
 from .formats import docker_legacy, oci
 from .inflate import compression_of
-from .layerfiles import verify_layer_file
+from .layerfiles import StoredLayerChanged, verify_layer_file
 from .mediatypes import MediaType, is_foreign_layer, layer_compression, oci_layer
 from .progress import ProgressLine
 from .recipes import AttestationManifest, IndexEntry, ManifestRecipe, PlatformManifest
+from .repair import StoredLayerRepair
 from .tarball import DOCKER_20, DOCKER_25, Entry, TarStyle, write_tar
 from .tarsinks import CompressingSink, DirectSink, Sink
 
@@ -95,16 +96,32 @@ def assemble(
     full_verify: bool = False,
     documents: list[str] | None = None,
     progress_interval: float = 5.0,
+    repair: StoredLayerRepair | None = None,
 ) -> str:
     """The archive from the build directory; `documents`: the format's own metadata files
     the plan made (OCI manifests and indexes, relative to build_dir). Says how far it is
     every `progress_interval` seconds (a 2 GB gzip archive takes about 40 s); returns the
-    archive's sha256."""
+    archive's sha256. Stored layers that fail their check are made again by `repair`, when
+    it knows them, and the archive is written again from them."""
     read_entries, style = ARCHIVES[fmt]
     entries = read_entries(build_dir, documents or [])
     for entry in entries:
         if entry.path and not os.path.isfile(entry.path):
             raise TarexportError(f"build file {entry.path} is missing; run the workflow again")
+    try:
+        return _write_archive(entries, style, output, compression, full_verify, progress_interval)
+    except DamagedStoredFiles as damaged:
+        repairable = [(path, error) for path, error in damaged.found if isinstance(error, StoredLayerChanged)]
+        if repair is None or len(repairable) < len(damaged.found) or not all(repair.knows(p) for p, _ in repairable):
+            raise damaged.found_error() from None
+        for path, error in dict(repairable).items():  # a layer two images share: made once
+            repair.remake(path, error.finding)
+    return _write_archive(entries, style, output, compression, full_verify, progress_interval)
+
+
+def _write_archive(
+    entries: list[Entry], style: TarStyle, output: str, compression: str, full_verify: bool, interval: float
+) -> str:
     # The stored files are checked on a second thread while the archive is written (hashing
     # releases the GIL): at 1000 layers the checks take about as long as the writing. The
     # archive is published only once they have passed.
@@ -121,26 +138,43 @@ def assemble(
                 if entry.kind == "file"
             )
             try:
-                with ProgressLine(f"writing {output}", lambda: sink.written, total, progress_interval):
+                with ProgressLine(f"writing {output}", lambda: sink.written, total, interval):
                     write_tar(entries, sink, style)
             finally:
                 checked.result()  # its error first: it says why the writing failed, if it did
-            digest = sink.sha256()
-    return digest
+            return sink.sha256()
+
+
+class DamagedStoredFiles(Exception):
+    """Stored files that failed their checks: (path, why) each, in the archive's order."""
+
+    def __init__(self, found: list[tuple[str, TarexportError]]):
+        super().__init__(str(found[0][1]))
+        self.found = found
+
+    def found_error(self) -> TarexportError:
+        return self.found[0][1]
 
 
 def _check_stored_files(entries: list[Entry], full_verify: bool) -> None:
     """Stored layers against their records (and digests), configs against their digests:
-    each entry says what its file must be."""
+    each entry says what its file must be. Every entry is checked, so that all the damaged
+    ones are known at once."""
+    found: list[tuple[str, TarexportError]] = []
     for entry in entries:
         if entry.check is None:
             continue
         kind, digest = entry.check
-        if kind == "layer":
-            verify_layer_file(entry.path, digest, full_verify)
-        else:  # a config, small: always re-hashed
-            with open(entry.path, "rb") as handle:
-                if sha256_digest(handle.read()) != digest:
-                    raise TarexportError(
-                        f"stored config {entry.path} changed after it was made; delete it and run again"
-                    )
+        try:
+            if kind == "layer":
+                verify_layer_file(entry.path, digest, full_verify)
+            else:  # a config, small: always re-hashed
+                with open(entry.path, "rb") as handle:
+                    if sha256_digest(handle.read()) != digest:
+                        raise TarexportError(
+                            f"stored config {entry.path} changed after it was made; delete it and run again"
+                        )
+        except TarexportError as exc:
+            found.append((entry.path, exc))
+    if found:
+        raise DamagedStoredFiles(found)

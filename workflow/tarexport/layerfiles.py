@@ -117,14 +117,23 @@ def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
         sampled = '"sampled_sha256": ' in record
         current = fingerprint(layer_file, sampled, hashlib.sha256)
     except (OSError, ValueError):
-        raise TarexportError(
-            f"stored layer {layer_file} or its record {record_path(layer_file)} is missing or damaged;"
-            " delete both and run again"
+        raise StoredLayerChanged(
+            f"stored layer {layer_file} or its record {record_path(layer_file)} is missing or damaged",
+            "delete both and run again",
         ) from None
     if current != record:
-        raise TarexportError(f"stored layer {layer_file} changed after it was made; delete it and run again")
+        raise StoredLayerChanged(f"stored layer {layer_file} changed after it was made")
     if full:
         # a whole-content record's hash (its text ends with `"<64 hex>"}`) was just computed
         whole = whole_sha256(layer_file, hashlib.sha256) if sampled else current[-66:-2]
         if "sha256:" + whole != digest:
-            raise TarexportError(f"stored layer {layer_file} no longer has digest {digest}; delete it and run again")
+            raise StoredLayerChanged(f"stored layer {layer_file} no longer has digest {digest}")
+
+
+class StoredLayerChanged(TarexportError):
+    """A stored layer that fails its check: `finding` says what is wrong, the message also
+    what to do (when nothing makes it again: repair.py)."""
+
+    def __init__(self, finding: str, advice: str = "delete it and run again"):
+        super().__init__(f"{finding}; {advice}")
+        self.finding = finding

@@ -52,6 +52,12 @@ class StoredLayers:
             ).to_text()
         )
 
+    def storage_sources(self, key: str) -> list[str]:
+        """The storage URL of the source the job reads, when it was given as one (else none):
+        Snakemake stages it for the job, which may run where the plan's copy is not."""
+        url = self.context.storage_url(self.by_hex[key].blob)
+        return [url] if url else []
+
     def users(self, key: str) -> Untracked:
         """The images the layer serves, for messages."""
         return Untracked(self.context.plan.layer_users.get(self.by_hex[key].diff_id, "attestations"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -151,3 +152,21 @@ def materialize(
                 raise TarexportError(f"layer blob has digest {blob_digest}, expected {blob.digest}", **where) from None
             raise TarexportError(f"layer is not valid {kind} ({exc})", **where) from exc
     write_record(output)
+
+
+def run_layer_job(recipe_text: str, source_text: str, output: str, context: str = "", keep: bool = False) -> None:
+    """A layer job's work from its recipe and source (their JSON texts, as the rules pass them):
+    `tarexport layer`, and the assembly making a damaged stored layer again (repair.py)."""
+    from .recipes import LayerRecipe, LayerSource
+
+    recipe, source = LayerRecipe.from_json(json.loads(recipe_text)), LayerSource.from_json(json.loads(source_text))
+    materialize(
+        source.blob,
+        recipe.diff_id,
+        output,
+        source.label,
+        context,
+        keep_compressed=keep,
+        guard=SpaceGuard(output, source.max_expansion, source.max_bytes, source.keep_free),
+        link=source.link,
+    )

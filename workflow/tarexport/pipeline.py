@@ -27,7 +27,7 @@ from .layerjobs import StoredLayers
 from .lockfile import lock_document
 from .plan import Plan
 from .provenance import provenance_template, template_bytes
-from .recipes import RECIPE_VERSION, recipe_json
+from .recipes import RECIPE_VERSION, LayerRemake, recipe_json, remakes_json
 from .settings import Settings
 from .sidefiles import side_paths
 from .summary import SummaryImage
@@ -170,6 +170,28 @@ class Pipeline:
         given["provenance-template"] = self.side_inputs()["provenance"][0] if given["provenance"] else ""
         return " ".join(f"--{name} {shlex.quote(value)}" for name, value in given.items() if value)
 
+    def repair_options(self, repaired_dir: str) -> str:
+        """The export job's options for making damaged stored layers again: the plan file, and
+        where to leave what it made (under remote storage, see repair.put_back)."""
+        options = f"--repairs {shlex.quote(self.repairs_plan())}"
+        return f"{options} --repaired-to {shlex.quote(repaired_dir)}" if repaired_dir else options
+
+    def repairs_plan(self) -> str:
+        """The plan file of what every stored layer's job was given, for the assembly to make
+        a damaged one again (repair.py); written when the export job is about to start, so a
+        dry run or a run with nothing to assemble never pays for it. Untracked: where layers
+        are read from changes no archive."""
+        build = self.context.build_dir
+        remakes = {}
+        for family, path_of, keep in ((self.layers, buildpaths.layer, False), (self.kept_blobs, buildpaths.blob, True)):
+            for key in family.by_hex:
+                job = LayerRemake(family.recipe(key), str(family.source(key)), str(family.users(key)), keep)
+                remakes[os.path.relpath(path_of(build, key), build)] = job
+        data = remakes_json(remakes).encode()
+        path = buildpaths.plan_file(build, f"repairs-{hex_of(sha256_digest(data))[:32]}.json")
+        write_if_changed(path, data)
+        return path
+
     def summary_images(self) -> list[SummaryImage]:
         build = self.context.build_dir
         return [
@@ -233,10 +255,6 @@ class Pipeline:
             "inputs": self.archive_inputs(),
         }
         return hashlib.sha256(recipe_json(decided).encode()).hexdigest()
-
-    @property
-    def plan_record(self) -> str:
-        return buildpaths.plan_record(self.context.build_dir, self.settings.output)
 
     def archive_inputs(self) -> list[str]:
         return list(self._archive_inputs)

@@ -22,6 +22,7 @@ from .recipes import RECIPE_VERSION
 if TYPE_CHECKING:  # the export job reads a template only: no schema or plan imports there
     from .plan import Plan
     from .settings import Settings
+    from .sources.loading import SourceSpec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -41,8 +42,11 @@ def library_versions(compression: str) -> dict[str, str]:
     return versions
 
 
-def _source_uri(path: str, registry: bool) -> str:
-    return path if registry else "file:" + urllib.parse.quote(path)
+def _source_uri(spec: SourceSpec) -> str:
+    """A registry's URL, a storage URL as given, a path as a `file:` URI."""
+    if spec.registry is not None or spec.storage_url:
+        return spec.path
+    return "file:" + urllib.parse.quote(spec.path)
 
 
 def provenance_template(settings: Settings, plan: Plan) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def provenance_template(settings: Settings, plan: Plan) -> dict[str, Any]:
     for spec in settings.sources:
         dependencies.append(
             {
-                "uri": _source_uri(spec.path, spec.registry is not None),
+                "uri": _source_uri(spec),
                 "annotations": {"kind": "source", "type": spec.kind.value},
             }
         )

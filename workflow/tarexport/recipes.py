@@ -63,6 +63,22 @@ class LayerSource(NamedTuple):
         )
 
 
+class LayerRemake(NamedTuple):
+    """What a layer job was given: its recipe and source (JSON texts), the images it serves
+    (for messages), and whether it keeps the blob compressed (rule layer_blob)."""
+
+    recipe: str
+    source: str
+    context: str
+    keep: bool
+
+
+def remakes_json(remakes: dict[str, LayerRemake]) -> str:
+    """The assembly's plan file of repairs (repair.py): stored layer paths relative to the
+    build directory -> what their jobs were given."""
+    return recipe_json({path: remake._asdict() for path, remake in remakes.items()})
+
+
 class ManifestLayer(NamedTuple):
     """One layer of an OCI manifest job: its build file ("" for a foreign layer left out)."""
 

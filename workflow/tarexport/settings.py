@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from .errors import TarexportError
 from .sources.blobs import SourceKind
 from .sources.loading import SourceSpec
 from .sources.registry_http import RegistrySettings
+from .sources.storage import url_scheme
 
 # a registry source's keys that name files (resolved against the working directory)
 REGISTRY_FILE_KEYS = ("ca_file", "cert_file", "key_file")
@@ -61,20 +62,22 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 
 def _refuse_url(path: str) -> None:
-    """A source path that is a URL, said in one line before any job runs."""
-    scheme = re.match(r"^([a-z][a-z0-9+.-]*)://", path)
-    if scheme is None:
-        return
-    if scheme.group(1) in ("http", "https"):
+    """A source path that is a URL that no storage plugin fetches here, in one line before any job."""
+    scheme = url_scheme(path)
+    if scheme in ("http", "https"):
         raise TarexportError("is a URL: a registry source is {type: registry, url: ...}", source=path)
     raise TarexportError(
-        f"is a {scheme.group(1)}:// URL, and sources are read when the plan is made, before Snakemake stages"
-        " any file: copy it to a file system the jobs share, or push its images to a registry",
+        f"is a {scheme}:// URL, and sources are read when the plan is made: run the workflow with"
+        " Snakemake's storage plugin for it, or copy it to a file system the jobs share",
         source=path,
     )
 
 
-def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
+def load_settings(
+    config: dict[str, Any], schema_path: str, workdir: str, fetch: Callable[[str], str] | None = None
+) -> Settings:
+    """The configuration, validated, with its defaults. `fetch`: a source given as a storage
+    URL -> its local copy (sources/storage.py), when the workflow runs with storage plugins."""
     with open(schema_path, encoding="utf-8") as handle:
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
@@ -102,13 +105,18 @@ def load_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Set
             registry = RegistrySettings(**fields, **files)
             sources.append(SourceSpec(registry.url or "registry", "", SourceKind.REGISTRY, registry=registry))
             continue
-        _refuse_url(item["path"])
+        path, storage_url = item["path"], ""
+        if url_scheme(path):
+            if fetch is None or url_scheme(path) in ("http", "https"):
+                _refuse_url(path)
+            storage_url, path = path, fetch(path)  # type: ignore[misc]
         sources.append(
             SourceSpec(
-                path=item["path"],
-                resolved=resolve(item["path"]),
+                path=storage_url or path,
+                resolved=resolve(path),
                 type=SourceKind(item["type"]) if item.get("type") else None,
                 repository=item.get("repository", ""),
+                storage_url=storage_url,
             )
         )
     return Settings(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NoReturn
 
 from . import buildpaths
@@ -22,6 +24,7 @@ from .pipeline import Pipeline
 from .plan import build_catalog, make_plan, plan_resolution
 from .settings import Settings, load_settings
 from .sidefiles import side_paths
+from .sources.storage import fetch_source
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,11 @@ class FailedPlan:
         raise SystemExit(self.message)
 
 
-def checked_settings(config: dict[str, Any], schema_path: str, workdir: str) -> Settings:
+def checked_settings(
+    config: dict[str, Any], schema_path: str, workdir: str, fetch: Callable[[str], str] | None = None
+) -> Settings:
     """The configuration, validated, with its write paths checked against its sources."""
-    settings = load_settings(config, schema_path, workdir)
+    settings = load_settings(config, schema_path, workdir, fetch)
     if settings.lock_mode == "frozen" and not settings.lockfile:
         raise TarexportError("config key lock_mode: frozen needs a lock file to read; set lockfile: PATH")
     local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
@@ -81,11 +86,15 @@ def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
     return planned(checked_settings(config, schema_path, workdir), workdir, os.path.dirname(schema_path))
 
 
-def plan_export(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline | FailedPlan:
+def plan_export(
+    config: dict[str, Any], schema_path: str, workdir: str, storage_object_of: Callable[[str], Any] | None = None
+) -> Pipeline | FailedPlan:
     """What the Snakefile runs: the plan with its files written, or the one-line failure
-    (with the archive it may remove, once the write paths are known to be safe)."""
+    (with the archive it may remove, once the write paths are known to be safe).
+    `storage_object_of`: a storage URL's object (Snakemake's), for sources given as URLs."""
+    fetch = None if storage_object_of is None else partial(fetch_source, storage_object_of=storage_object_of)
     try:
-        settings = checked_settings(config, schema_path, workdir)
+        settings = checked_settings(config, schema_path, workdir, fetch)
     except (TarexportError, OSError) as error:
         return FailedPlan(error_line(error))
     try:

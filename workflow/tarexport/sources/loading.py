@@ -29,6 +29,7 @@ class SourceSpec:
     type: SourceKind | None = None  # None: told by what is at the path
     repository: str = ""
     registry: RegistrySettings | None = None  # for type registry; url "" serves hosts no other source does
+    storage_url: str = ""  # fetched from storage (sources/storage.py): `resolved` is its local copy
 
     @property
     def kind(self) -> SourceKind:
