@@ -31,6 +31,15 @@ if not workflow.overwrite_configfiles:
 report: "workflow/report/workflow.rst"
 
 
+# Under remote storage (--default-storage-provider) outputs are objects, which the hooks
+# around the jobs reach through Snakemake's storage objects (remotestorage.py): a path's.
+_paths = workflow.modifier.path_modifier
+OUTPUT_OBJECT = (
+    (lambda path: _paths.apply_default_storage(path).flags["storage_object"])
+    if workflow.storage_settings.default_storage_provider
+    else None
+)
+
 # The plan, or why there is none (acted on when the target is asked for: see startup.py).
 PLANNED = plan_export(
     config,
@@ -38,6 +47,7 @@ PLANNED = plan_export(
     os.getcwd(),
     # a source given as a storage URL (s3://...): its object, through Snakemake's plugins
     lambda url: storage(url, keep_local=True).flags["storage_object"],
+    OUTPUT_OBJECT,
 )
 
 if isinstance(PLANNED, FailedPlan):

@@ -339,6 +339,16 @@ def test_attestations_are_kept_with_all_platforms(tmp_path) -> None:
     assert [c["platform"]["os"] for c in kept_index(result(dropped))["manifests"]] == ["linux", "linux"]
     assert not any(b"in-toto" in data for *_, data in members(result(dropped)).values())
 
+    # dropped, they are never opened: a source missing their manifests still exports
+    for attestation in made:
+        os.remove(os.path.join(source, "blobs", "sha256", attestation["digest"].split(":")[1]))
+    missing = str(tmp_path / "missing")
+    os.makedirs(missing)
+    export(missing, **config, attestations="drop")
+    assert sha256_file(result(missing)) == sha256_file(result(dropped))
+    run = snakemake(missing, configfile=write_config(missing, **config, attestations="keep"))
+    assert run.returncode != 0 and made[0]["digest"].split(":")[1] in run.output
+
 
 FOREIGN_URL = "https://example.invalid/base.tar.gz"
 

@@ -4,9 +4,11 @@ and configs a first one made, as ephemeral CI runners share a cache."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -81,6 +83,13 @@ def test_the_archive_in_storage_is_a_local_runs_bytes(s3, layout, tmp_path, fmt:
     stored = stored_files(s3, prefix)
     assert stored == local_files(str(tmp_path / "local"))
     assert not os.path.exists(tmp_path / "runner" / "results" / "images.tar")  # in the bucket only
+    # the run's summary (for --report) sizes the staged build files, as a local run its own
+    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/build/report/")
+    (summary,) = [item["Key"] for item in listed["Contents"]]
+    (local_summary,) = glob.glob(str(tmp_path / "local" / "build" / "report" / "*.html"))
+    with open(local_summary, encoding="utf-8") as handle:
+        expected = re.findall(r"\((\d+) bytes\)", handle.read())
+    assert re.findall(r"\((\d+) bytes\)", s3.get(BUCKET, summary).decode()) == expected
 
 
 def test_a_multi_platform_index_with_attestations_in_storage(s3, tmp_path) -> None:
@@ -137,37 +146,41 @@ def test_a_layer_object_damaged_in_the_bucket_is_made_again_and_put_back(s3, lay
     assert s3.get(BUCKET, "damaged/results/images.tar") == made
 
 
-def test_an_archive_object_from_another_configuration_does_not_survive_a_failed_run(s3, tmp_path) -> None:
-    """As locally: the stale archive, its side files and its record go before any job runs;
-    every runner finds the one record of the archive object (named by the output as given)."""
+@pytest.mark.parametrize("failing", ["a layer job", "the planning"])
+def test_an_archive_object_from_another_configuration_does_not_survive_a_failed_run(s3, tmp_path, failing: str) -> None:
+    """As locally: the stale archive, its side files and its record go before any job runs
+    (or when the planning fails); every runner finds the one record of the archive object
+    (named by the output as given)."""
     four = make_image([{"shared": b"s" * 50_000}, {"four": b"4" * 2000}])
     entries = [LayoutEntry(image, [f"docker.io/library/{name}:1"]) for name, image in (("one", ONE), ("four", four))]
     layout = write_oci_layout(str(tmp_path / "layout"), entries)
-    first = export_to_storage(str(tmp_path / "first"), s3, "stale", sources=[layout], images=["one:1"])
-    archive = s3.get(BUCKET, "stale/results/images.tar")
+    prefix = f"stale-{failing.split()[-1]}"
+    first = export_to_storage(str(tmp_path / "first"), s3, prefix, sources=[layout], images=["one:1"])
+    archive = s3.get(BUCKET, f"{prefix}/results/images.tar")
     digest = hashlib.sha256(archive).hexdigest()
-    assert (
-        f"tarexport: wrote s3://{BUCKET}/stale/results/images.tar ({len(archive)} bytes, 1 images, sha256:{digest})"
-        in first.output
+    wrote = (
+        f"tarexport: wrote s3://{BUCKET}/{prefix}/results/images.tar ({len(archive)} bytes, 1 images, sha256:{digest})"
     )
+    assert wrote in first.output
 
-    with open(os.path.join(layout, "index.json"), encoding="utf-8") as handle:
-        (manifest,) = [m for m in json.load(handle)["manifests"] if "four" in str(m.get("annotations"))]
-    with open(os.path.join(layout, "blobs", "sha256", manifest["digest"][7:]), encoding="utf-8") as handle:
-        blob = os.path.join(layout, "blobs", "sha256", json.load(handle)["layers"][-1]["digest"][7:])
-    with open(blob, "r+b") as handle:  # four's own layer, damaged: its job fails
-        handle.write(b"\0" * 64)
+    if failing == "a layer job":
+        with open(os.path.join(layout, "index.json"), encoding="utf-8") as handle:
+            (manifest,) = [m for m in json.load(handle)["manifests"] if "four" in str(m.get("annotations"))]
+        with open(os.path.join(layout, "blobs", "sha256", manifest["digest"][7:]), encoding="utf-8") as handle:
+            blob = os.path.join(layout, "blobs", "sha256", json.load(handle)["layers"][-1]["digest"][7:])
+        with open(blob, "r+b") as handle:  # four's own layer, damaged: its job fails
+            handle.write(b"\0" * 64)
     work = str(tmp_path / "second")
     os.makedirs(work)
+    images = ["one:1", "four:1" if failing == "a layer job" else "five:1"]
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export"]
-    command += ["--configfile", write_config(work, sources=[layout], images=["one:1", "four:1"])]
-    run = run_measured([*command, *s3.snakemake_options(f"{BUCKET}/stale")], work, 600)
-    assert (
-        run.returncode != 0 and "tarexport: removed results/images.tar: made from another configuration" in run.output
-    )
-    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix="stale/")
+    command += ["--configfile", write_config(work, sources=[layout], images=images)]
+    run = run_measured([*command, *s3.snakemake_options(f"{BUCKET}/{prefix}")], work, 600)
+    assert run.returncode != 0
+    assert "tarexport: removed results/images.tar: made from another configuration" in run.output
+    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")
     keys = [item["Key"] for item in listed.get("Contents", [])]
-    assert not [key for key in keys if key.startswith("stale/results/")], keys
+    assert not [key for key in keys if key.startswith(f"{prefix}/results/")], keys
     assert not [key for key in keys if key.endswith(".plan")], keys
 
 

@@ -65,25 +65,19 @@ if workflow.modifier.is_main_snakefile():
     )
 _PARSED_AT = time.time()
 
-# Under remote storage (--default-storage-provider), outputs are objects: the hooks below
-# reach them through Snakemake's storage objects (remotestorage.py). Stored layers the
-# assembly found damaged and made again (repair.py) are left in REPAIRED and put back into
-# storage when the run ends (it sees staged copies, and a job's inputs are never uploaded).
-IN_STORAGE = bool(workflow.storage_settings.default_storage_provider)
+# Under remote storage, stored layers the assembly found damaged and made again
+# (repair.py) are left in REPAIRED and put back into storage when the run ends (it sees
+# staged copies, and a job's inputs are never uploaded).
+IN_STORAGE = OUTPUT_OBJECT is not None
 REPAIRED = os.path.join(BUILD, "repaired") if IN_STORAGE else ""
 PLAN_RECORD = buildpaths.plan_record(BUILD, OUTPUT, IN_STORAGE)
-_storage_paths = workflow.modifier.path_modifier
-# a path's storage object (its local_path() is where it is staged)
-STORAGE_OBJECT = lambda path: _storage_paths.apply_default_storage(path).flags[
-    "storage_object"
-]
 
 
 # An archive left by a run with another configuration must not survive a failed run
 # (onstart runs only when jobs are about to run: never for -n or --lint).
 onstart:
     if (
-        remove_stale_stored_output(OUTPUT, PLAN_RECORD, PLAN_DIGEST, STORAGE_OBJECT)
+        remove_stale_stored_output(OUTPUT, PLAN_RECORD, PLAN_DIGEST, OUTPUT_OBJECT)
         if IN_STORAGE
         else remove_stale_output(OUTPUT, PLAN_RECORD, PLAN_DIGEST)
     ):
@@ -95,13 +89,13 @@ onstart:
 
 onsuccess:
     end_rate_limit_timers()
-    put_back(REPAIRED, BUILD, STORAGE_OBJECT)
+    put_back(REPAIRED, BUILD, OUTPUT_OBJECT)
     # the last line: what was written (when this run wrote it)
     if IN_STORAGE:
         _written = written_archive(
-            OUTPUT, PLAN_RECORD, PLAN_DIGEST, _PARSED_AT, STORAGE_OBJECT
+            OUTPUT, PLAN_RECORD, PLAN_DIGEST, _PARSED_AT, OUTPUT_OBJECT
         )
-        _where = STORAGE_OBJECT(OUTPUT).query
+        _where = OUTPUT_OBJECT(OUTPUT).query
     else:
         _written = recorded_archive(OUTPUT, PLAN_RECORD)
         if _written and os.path.getmtime(PLAN_RECORD) < _PARSED_AT:
@@ -117,4 +111,4 @@ onsuccess:
 
 onerror:
     end_rate_limit_timers()
-    put_back(REPAIRED, BUILD, STORAGE_OBJECT)
+    put_back(REPAIRED, BUILD, OUTPUT_OBJECT)

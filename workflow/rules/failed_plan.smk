@@ -5,12 +5,12 @@
 rule export:
     default_target: True
     input:
-        lambda wildcards: PLANNED.refuse(dry_run=workflow.dryrun),
+        lambda wildcards: PLANNED.refuse(workflow.dryrun, OUTPUT_OBJECT),
 
 
 # A file asked for by name (results/images.tar, a layer) gets the same error.
 rule refuse_file_target:
     input:
-        lambda wildcards: PLANNED.refuse(dry_run=workflow.dryrun),
+        lambda wildcards: PLANNED.refuse(workflow.dryrun, OUTPUT_OBJECT),
     output:
         "{path}",

@@ -3,9 +3,12 @@
 
 # Included for format oci only (its rule_files): the format is its own rules' plan.
 OCI = PIPELINE.export_format
-# Recipes name build files; a job reads them where it sees them (as_staged: under remote
-# storage, staged copies under .snakemake/storage/), known from its own output's path.
-CONTEXT = PIPELINE.context
+# Recipes name build files relative to the build directory; each job is given the one it
+# sees (under remote storage, staged copies under .snakemake/storage/), known from its own
+# output's path (untracked: where it is staged changes no output).
+STAGED_BUILD = lambda wc, output: Untracked(
+    buildpaths.build_dir_of(os.path.dirname(output[0]))
+)
 
 
 rule oci_manifest:
@@ -22,12 +25,10 @@ rule oci_manifest:
     localrule: True
     params:
         jobs=JOBS,
-        recipe=lambda wc, output: CONTEXT.as_staged(
-            OCI.manifest_recipe(wc.image),
-            buildpaths.build_dir_of(os.path.dirname(output[0])),
-        ),
+        recipe=lambda wc: OCI.manifest_recipe(wc.image),
+        build_dir=STAGED_BUILD,
     shell:
-        "{params.jobs} tarexport oci-manifest --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-manifest --recipe {params.recipe:q} --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 rule oci_index:
@@ -44,11 +45,9 @@ rule oci_index:
     localrule: True
     params:
         jobs=JOBS,
-        entries=lambda wc, input, output: CONTEXT.staged_plan_file(
-            input.entries, buildpaths.build_dir_of(output[0])
-        ),
+        build_dir=lambda wc, output: Untracked(buildpaths.build_dir_of(output[0])),
     shell:
-        "{params.jobs} tarexport oci-index --entries {params.entries:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-index --entries {input.entries:q} --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 # With `platforms: all`: a multi-platform index over our manifests, one per source index.
@@ -66,12 +65,10 @@ rule oci_image_index:
     localrule: True
     params:
         jobs=JOBS,
-        recipe=lambda wc, output: CONTEXT.as_staged(
-            OCI.image_index_recipe(wc.index),
-            buildpaths.build_dir_of(os.path.dirname(output[0])),
-        ),
+        recipe=lambda wc: OCI.image_index_recipe(wc.index),
+        build_dir=STAGED_BUILD,
     shell:
-        "{params.jobs} tarexport oci-image-index --recipe {params.recipe:q} --output {output:q} 2> >(tee {log:q} >&2)"
+        "{params.jobs} tarexport oci-image-index --recipe {params.recipe:q} --build-dir {params.build_dir:q} --output {output:q} 2> >(tee {log:q} >&2)"
 
 
 # With `platforms: all`: an attestation manifest kept, as the source holds it, by digest.

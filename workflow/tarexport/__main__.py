@@ -40,14 +40,14 @@ def _oci_manifest(args: dict[str, Any]) -> None:
     from .jobs import write_oci_manifest
     from .recipes import ManifestRecipe
 
-    write_oci_manifest(ManifestRecipe.from_json(_recipe(args)), args["output"])
+    write_oci_manifest(ManifestRecipe.from_json(_recipe(args)), args["output"], args["build-dir"])
 
 
 def _oci_image_index(args: dict[str, Any]) -> None:
     from .jobs import write_oci_image_index
     from .recipes import platforms_from_json
 
-    write_oci_image_index(*platforms_from_json(_recipe(args)), args["output"])
+    write_oci_image_index(*platforms_from_json(_recipe(args)), args["output"], args["build-dir"])
 
 
 def _oci_index(args: dict[str, Any]) -> None:
@@ -55,7 +55,7 @@ def _oci_index(args: dict[str, Any]) -> None:
     from .recipes import index_entries_from_json
 
     with open(args["entries"], encoding="utf-8") as handle:
-        write_oci_index(index_entries_from_json(json.load(handle)), args["output"])
+        write_oci_index(index_entries_from_json(json.load(handle)), args["output"], args["build-dir"])
 
 
 def _assemble(args: dict[str, Any]) -> None:
@@ -96,15 +96,16 @@ def _assemble(args: dict[str, Any]) -> None:
         settings = f"format {args['format']}, compression {args['compression']}"
         own = {"jobs": 1, "seconds": round(time.monotonic() - started, 3)}
         size = os.path.getsize(args["output"])
-        write_summary(args["summary"], args["images"], args["output"], size, sha256, settings, args["stages"], own)
+        report = (args["summary"], args["images"], args["output"], size, sha256, settings, args["stages"], own)
+        write_summary(*report, args["build-dir"])
 
 
 # command: (function, required options, optional options with defaults, on/off flags, what it does)
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...], dict[str, str], tuple[str, ...], str]] = {
     "layer": (_layer, ("recipe", "source", "output"), {"context": ""}, ("keep",), "materialize one layer"),
-    "oci-manifest": (_oci_manifest, ("recipe", "output"), {}, (), "write an image's OCI manifest"),
-    "oci-index": (_oci_index, ("entries", "output"), {}, (), "write index.json from its planned entries"),
-    "oci-image-index": (_oci_image_index, ("recipe", "output"), {}, (), "write a multi-platform index"),
+    "oci-manifest": (_oci_manifest, ("recipe", "output", "build-dir"), {}, (), "write an image's OCI manifest"),
+    "oci-index": (_oci_index, ("entries", "output", "build-dir"), {}, (), "write index.json from its planned entries"),
+    "oci-image-index": (_oci_image_index, ("recipe", "output", "build-dir"), {}, (), "write a multi-platform index"),
     "assemble": (
         _assemble,
         ("build-dir", "output"),

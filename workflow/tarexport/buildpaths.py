@@ -10,7 +10,6 @@ format's own small files live in a directory named after it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 # Every directory the export writes into, below build_dir (and the docker/<v1 id>
@@ -138,15 +137,6 @@ def build_dir_of(path: str) -> str:
     """The build directory a job sees, from one of its `<build>/<kind>/<file>` paths: the
     configured one, or its staged copy under Snakemake's remote storage."""
     return os.path.dirname(os.path.dirname(path))
-
-
-def rebased(recipe: str, build_dir: str, staged: str) -> str:
-    """A recipe (JSON text) whose paths under `build_dir` name `staged` instead: under remote
-    storage a job reads and writes staged copies (.snakemake/storage/...), not build_dir."""
-    if staged == build_dir:
-        return recipe
-    quoted = json.dumps(build_dir.rstrip("/") + "/")[:-1]  # `"build/`: a path's start
-    return recipe.replace(quoted, json.dumps(staged.rstrip("/") + "/")[:-1])
 
 
 def plan_file(build_dir: str, name: str) -> str:

@@ -141,27 +141,6 @@ class ExportContext:
         write_if_changed(path, data)
         return "@" + path
 
-    def as_staged(self, recipe: str, staged_build: str) -> str:
-        """A recipe (text or `@file`) naming build files as a job sees them: under remote
-        storage, staged copies under `staged_build` instead of build_dir."""
-        if staged_build == self.build_dir:
-            return recipe
-        text = recipe
-        if recipe.startswith("@"):
-            with open(recipe[1:], encoding="utf-8") as handle:
-                text = handle.read()
-        return self.passable(buildpaths.rebased(text, self.build_dir, staged_build))
-
-    def staged_plan_file(self, plan_file: str, staged_build: str) -> str:
-        """A plan file naming build files, as a job with staged copies must read it."""
-        if staged_build == self.build_dir:
-            return plan_file
-        with open(plan_file, encoding="utf-8") as handle:
-            data = buildpaths.rebased(handle.read(), self.build_dir, staged_build).encode()
-        path = buildpaths.plan_file(self.build_dir, f"staged-{hex_of(sha256_digest(data))}.json")
-        write_if_changed(path, data)
-        return path
-
     def _output_layer(self, layer: LayerRef) -> OutputLayer:
         build = self.build_dir
         foreign = layer.foreign

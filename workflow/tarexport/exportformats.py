@@ -153,7 +153,13 @@ class OciExport(ExportFormat):
         ]
 
     def plan_contents(self) -> dict[str, bytes]:
-        return {"index-entries.json": index_entries_text(self.index_entries()).encode()}
+        entries = [entry._replace(path=self._in_build(entry.path)) for entry in self.index_entries()]
+        return {"index-entries.json": index_entries_text(entries).encode()}
+
+    def _in_build(self, path: str) -> str:
+        """A build file as recipes name it: relative to the build directory, which each job
+        is given (under remote storage, its staged copy); "" stays "" (a layer left out)."""
+        return os.path.relpath(path, self.context.build_dir) if path else ""
 
     def documents_made_now(self) -> dict[str, bytes]:
         """Kept attestation manifests, as the sources hold them (their bytes are known now):
@@ -198,7 +204,7 @@ class OciExport(ExportFormat):
     def manifest_recipe(self, image_hex: str) -> str:
         layers = [
             ManifestLayer(
-                layer.build_file,
+                self._in_build(layer.build_file),
                 layer.digest,
                 layer.media_type,
                 # a left-out foreign layer keeps its recorded size and URLs
@@ -207,7 +213,7 @@ class OciExport(ExportFormat):
             )
             for layer in self.context.layers[image_hex]
         ]
-        recipe = ManifestRecipe(buildpaths.config(self.context.build_dir, image_hex), layers)
+        recipe = ManifestRecipe(self._in_build(buildpaths.config(self.context.build_dir, image_hex)), layers)
         return self.context.passable(recipe.to_text())
 
     def image_indexes(self) -> list[str]:
@@ -226,10 +232,15 @@ class OciExport(ExportFormat):
         attestation manifests kept (file, source entry, our manifest of the image described)."""
         index = self.context.kept_index(index_hex)
         build = self.context.build_dir
-        platforms = [PlatformManifest(buildpaths.oci_manifest(build, hex_of(i)), p) for p, i in index.platforms]
+        ours = [self._in_build(buildpaths.oci_manifest(build, hex_of(i))) for _, i in index.platforms]
+        platforms = [PlatformManifest(path, p) for path, (p, _) in zip(ours, index.platforms, strict=True)]
         pairs = zip(self.attestation_files(index_hex), self.context.attestations.get(index_hex, []), strict=True)
         attestations = [
-            AttestationManifest(path, kept.descriptor, buildpaths.oci_manifest(build, hex_of(kept.describes)))
+            AttestationManifest(
+                self._in_build(path),
+                kept.descriptor,
+                self._in_build(buildpaths.oci_manifest(build, hex_of(kept.describes))),
+            )
             for path, kept in pairs
         ]
         return self.context.passable(platforms_text(platforms, attestations))

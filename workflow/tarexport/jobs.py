@@ -24,21 +24,23 @@ from .tarball import DOCKER_20, DOCKER_25, Entry, TarStyle, write_tar
 from .tarsinks import CompressingSink, DirectSink, Sink
 
 
-def write_oci_manifest(recipe: ManifestRecipe, output: str) -> None:
-    """An image's OCI manifest; sizes are those of the finished build files."""
-    config_path = recipe.config
+def write_oci_manifest(recipe: ManifestRecipe, output: str, build_dir: str) -> None:
+    """An image's OCI manifest; sizes are those of the finished build files (the recipe names
+    them relative to `build_dir`)."""
+    config_path = os.path.join(build_dir, recipe.config)
     config = oci.Descriptor(
         MediaType.OCI_CONFIG, "sha256:" + os.path.basename(config_path)[: -len(".json")], os.path.getsize(config_path)
     )
+    paths = [os.path.join(build_dir, layer.path) if layer.path else "" for layer in recipe.layers]
     layers = [
         oci.Descriptor(
-            _media_type_of(layer.path, layer.media_type),
+            _media_type_of(path, layer.media_type),
             layer.digest,
             # a left-out foreign layer has no file: its recorded size stands
-            os.path.getsize(layer.path) if layer.path else layer.size,
+            os.path.getsize(path) if path else layer.size,
             tuple(layer.urls),
         )
-        for layer in recipe.layers
+        for layer, path in zip(recipe.layers, paths, strict=True)
     ]
     write_atomically(output, oci.manifest_bytes(config, layers))
 
@@ -60,24 +62,31 @@ def _descriptor_of(path: str, media_type: str) -> oci.Descriptor:
     return oci.Descriptor(media_type, sha256_digest(data), len(data))
 
 
-def write_oci_index(entries: list[IndexEntry], output: str) -> None:
+def write_oci_index(entries: list[IndexEntry], output: str, build_dir: str) -> None:
     """index.json from the finished manifests and indexes, one entry per planned entry."""
-    index = [oci.IndexEntry(_descriptor_of(e.path, e.media_type), e.full_name, e.tag) for e in entries]
+    index = [
+        oci.IndexEntry(_descriptor_of(os.path.join(build_dir, e.path), e.media_type), e.full_name, e.tag)
+        for e in entries
+    ]
     write_atomically(output, oci.index_bytes(index))
 
 
 def write_oci_image_index(
-    platforms: list[PlatformManifest], attestations: list[AttestationManifest], output: str
+    platforms: list[PlatformManifest], attestations: list[AttestationManifest], output: str, build_dir: str
 ) -> None:
     """A multi-platform index over our manifests, one per platform in the source's order,
     then the attestation manifests kept, each pointed at our manifest of its platform."""
-    children = [oci.IndexChild(_descriptor_of(p.path, MediaType.OCI_MANIFEST), p.platform) for p in platforms]
+
+    def descriptor(path: str, media_type: str) -> oci.Descriptor:
+        return _descriptor_of(os.path.join(build_dir, path), media_type)
+
+    children = [oci.IndexChild(descriptor(p.path, MediaType.OCI_MANIFEST), p.platform) for p in platforms]
     for attestation in attestations:
         source = attestation.descriptor
         annotations = dict(source.get("annotations") or {})
-        annotations[REFERENCE_DIGEST] = _descriptor_of(attestation.describes, MediaType.OCI_MANIFEST).digest
+        annotations[REFERENCE_DIGEST] = descriptor(attestation.describes, MediaType.OCI_MANIFEST).digest
         media_type = source.get("mediaType") or MediaType.OCI_MANIFEST
-        children.append(oci.IndexChild(_descriptor_of(attestation.path, media_type), source["platform"], annotations))
+        children.append(oci.IndexChild(descriptor(attestation.path, media_type), source["platform"], annotations))
     write_atomically(output, oci.image_index_bytes(children))
 
 

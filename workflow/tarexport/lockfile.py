@@ -18,6 +18,7 @@ import jsonschema
 from . import __version__
 from .errors import TarexportError
 from .plan import Catalog, Plan, Resolution
+from .recipes import document_bytes
 from .reference import Reference, parse_request, with_default_tag
 from .sources.base import SourceIndex
 
@@ -77,7 +78,7 @@ def lock_document(plan: Plan, platform: str, platforms: str) -> bytes:
         "platforms": platforms,
         "requests": requests,
     }
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+    return document_bytes(document)
 
 
 def read_lock(path: str, shown: str, schema_path: str) -> Lock:

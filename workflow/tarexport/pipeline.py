@@ -26,8 +26,8 @@ from .layerfiles import record_path
 from .layerjobs import StoredLayers
 from .lockfile import lock_document
 from .plan import Plan
-from .provenance import provenance_template, template_bytes
-from .recipes import RECIPE_VERSION, LayerRemake, recipe_json, remakes_json
+from .provenance import provenance_template
+from .recipes import RECIPE_VERSION, LayerRemake, document_bytes, recipe_json, remakes_json
 from .settings import Settings
 from .sidefiles import side_paths
 from .summary import SummaryImage
@@ -125,7 +125,7 @@ class Pipeline:
         contents["archive-images.json"] = recipe_json([image.to_json() for image in self.summary_images()]).encode()
         if "provenance" in self.settings.side_files:
             template = provenance_template(self.settings, self.plan)
-            contents["provenance.json"] = template_bytes(template)
+            contents["provenance.json"] = document_bytes(template)
         if self.writes_lock:
             contents["lock.json"] = lock_document(self.plan, self.settings.platform, self.settings.platforms)
         return contents
@@ -193,13 +193,22 @@ class Pipeline:
         return path
 
     def summary_images(self) -> list[SummaryImage]:
+        """The images for the summary and the side files; their build files relative to the
+        build directory (the export job's may be a staged copy)."""
         build = self.context.build_dir
+
+        def relative(path: str) -> str:
+            return os.path.relpath(path, build) if path else ""
+
         return [
             SummaryImage(
                 [tag.familiar() for tag in planned.tags],
                 planned.image.image_id,
-                buildpaths.config(build, hex_of(planned.image.image_id)),
-                [(layer.digest, layer.build_file) for layer in self.context.layers[hex_of(planned.image.image_id)]],
+                relative(buildpaths.config(build, hex_of(planned.image.image_id))),
+                [
+                    (layer.digest, relative(layer.build_file))
+                    for layer in self.context.layers[hex_of(planned.image.image_id)]
+                ],
             )
             for planned in self.plan.images
         ]

@@ -62,12 +62,14 @@ def build_catalog(
     all_platforms: bool = False,
     requests: list[str] | None = None,
     cache_dir: str = "",
+    attestations: bool = True,
 ) -> Catalog:
-    """Everything the sources hold; registries are asked only for the requested names."""
+    """Everything the sources hold; registries are asked only for the requested names.
+    `attestations`: read a kept index's attestation manifests (else they are not opened)."""
     catalog = Catalog()
     wanted = [r for r in (parse_request(text) for text in requests or []) if isinstance(r, Reference)]
     for spec in _with_registry_urls(specs, wanted):
-        contents = load_images(spec, platform, all_platforms, wanted, cache_dir)
+        contents = load_images(spec, platform, all_platforms, wanted, cache_dir, attestations)
         for image in contents.images:
             catalog.add(image)
         for index in contents.indexes:

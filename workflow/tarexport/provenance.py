@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .compressors import COMPRESSORS
-from .recipes import RECIPE_VERSION
+from .recipes import RECIPE_VERSION, document_bytes
 
 if TYPE_CHECKING:  # the export job reads a template only: no schema or plan imports there
     from .plan import Plan
@@ -97,10 +97,6 @@ def provenance_template(settings: Settings, plan: Plan) -> dict[str, Any]:
     }
 
 
-def template_bytes(template: dict[str, Any]) -> bytes:
-    return (json.dumps(template, indent=2, ensure_ascii=False) + "\n").encode()
-
-
 def statement(template_file: str, archive: str, sha256: str, image_digests: list[str]) -> bytes:
     """The statement: the template with the archive as its subject and each image's digest
     as loaders show it (`image_digests`, in request order: sidefiles.image_digests)."""
@@ -111,4 +107,4 @@ def statement(template_file: str, archive: str, sha256: str, image_digests: list
     images = [d for d in dependencies if d["annotations"].get("kind") == "image"]
     for dependency, digest in zip(images, image_digests, strict=True):
         dependency["digest"] = {"sha256": digest.removeprefix("sha256:")}
-    return template_bytes(document)
+    return document_bytes(document)

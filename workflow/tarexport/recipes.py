@@ -24,6 +24,12 @@ def recipe_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def document_bytes(value: Any) -> bytes:
+    """A JSON document people read and diff (the lock file, the provenance statement): two-space
+    indents, UTF-8 as it is, a final newline; keys in the order given."""
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
 class LayerRecipe(NamedTuple):
     """What a layer job must produce (tracked): the layer with this diff_id."""
 

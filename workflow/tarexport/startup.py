@@ -22,6 +22,7 @@ from .fileio import remove_stale_output
 from .pathsafety import check_build_dir, check_write_paths
 from .pipeline import Pipeline
 from .plan import build_catalog, make_plan, plan_resolution
+from .remotestorage import StorageObjectOf, remove_stale_stored_output
 from .settings import Settings, load_settings
 from .sidefiles import side_paths
 from .sources.storage import fetch_source
@@ -36,11 +37,16 @@ class FailedPlan:
     stale_output: str = ""
     plan_record: str = ""
 
-    def refuse(self, dry_run: bool) -> NoReturn:
-        """Remove an archive of another configuration (not in a dry run), then stop with
-        the one-line error."""
-        if self.stale_output and not dry_run and remove_stale_output(self.stale_output, self.plan_record, ""):
-            print(f"tarexport: removed {self.stale_output}: made from another configuration", file=sys.stderr)
+    def refuse(self, dry_run: bool, output_object_of: StorageObjectOf | None = None) -> NoReturn:
+        """Remove an archive of another configuration (not in a dry run; an object, under
+        remote storage: `output_object_of`), then stop with the one-line error."""
+        if self.stale_output and not dry_run:
+            if output_object_of is not None:
+                removed = remove_stale_stored_output(self.stale_output, self.plan_record, "", output_object_of)
+            else:
+                removed = remove_stale_output(self.stale_output, self.plan_record, "")
+            if removed:
+                print(f"tarexport: removed {self.stale_output}: made from another configuration", file=sys.stderr)
         raise SystemExit(self.message)
 
 
@@ -67,6 +73,7 @@ def checked_settings(
 def planned(settings: Settings, workdir: str, schema_dir: str) -> Pipeline:
     cache = os.path.join(workdir, buildpaths.registry_cache(settings.build_dir))
     all_platforms = settings.platforms == "all"
+    attestations = settings.attestations == "keep"
     if settings.lockfile and settings.lock_mode == "frozen":
         from .lockfile import check_settings, read_lock, registry_requests, resolve_locked
 
@@ -74,10 +81,10 @@ def planned(settings: Settings, workdir: str, schema_dir: str) -> Pipeline:
         lock = read_lock(lock_path, settings.lockfile, os.path.join(schema_dir, "lock.schema.json"))
         check_settings(lock, settings.platform, settings.platforms)
         asked = registry_requests(lock, settings.images, all_platforms)
-        catalog = build_catalog(settings.sources, settings.platform, all_platforms, asked, cache)
+        catalog = build_catalog(settings.sources, settings.platform, all_platforms, asked, cache, attestations)
         resolved = resolve_locked(catalog, settings.images, lock, settings.layers == "keep")
         return Pipeline(settings, plan_resolution(catalog, *resolved))
-    catalog = build_catalog(settings.sources, settings.platform, all_platforms, settings.images, cache)
+    catalog = build_catalog(settings.sources, settings.platform, all_platforms, settings.images, cache, attestations)
     return Pipeline(settings, make_plan(catalog, settings.images))
 
 
@@ -87,12 +94,17 @@ def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
 
 
 def plan_export(
-    config: dict[str, Any], schema_path: str, workdir: str, storage_object_of: Callable[[str], Any] | None = None
+    config: dict[str, Any],
+    schema_path: str,
+    workdir: str,
+    source_object_of: StorageObjectOf | None = None,
+    output_object_of: StorageObjectOf | None = None,
 ) -> Pipeline | FailedPlan:
     """What the Snakefile runs: the plan with its files written, or the one-line failure
     (with the archive it may remove, once the write paths are known to be safe).
-    `storage_object_of`: a storage URL's object (Snakemake's), for sources given as URLs."""
-    fetch = None if storage_object_of is None else partial(fetch_source, storage_object_of=storage_object_of)
+    `source_object_of`: a storage URL's object (Snakemake's), for sources given as URLs;
+    `output_object_of`, under remote storage: an output path's object."""
+    fetch = None if source_object_of is None else partial(fetch_source, storage_object_of=source_object_of)
     try:
         settings = checked_settings(config, schema_path, workdir, fetch)
     except (TarexportError, OSError) as error:
@@ -104,6 +116,6 @@ def plan_export(
         return FailedPlan(
             error_line(error),
             stale_output=settings.output,  # relative to the work directory, as Snakemake runs in it
-            plan_record=buildpaths.plan_record(settings.build_dir, settings.output),
+            plan_record=buildpaths.plan_record(settings.build_dir, settings.output, output_object_of is not None),
         )
     return pipeline

@@ -24,8 +24,8 @@ from .progress import amount
 class SummaryImage:
     names: list[str]
     image_id: str
-    config_file: str
-    layers: list[tuple[str, str]]  # (digest in the archive, build file; "" for a foreign layer left out)
+    config_file: str  # relative to the build directory
+    layers: list[tuple[str, str]]  # (digest in the archive, build file, relative; "" for a foreign layer left out)
 
     def to_json(self) -> dict[str, Any]:
         return {"names": self.names, "id": self.image_id, "config": self.config_file, "layers": self.layers}
@@ -35,9 +35,9 @@ class SummaryImage:
         return cls(data["names"], data["id"], data["config"], [tuple(layer) for layer in data["layers"]])
 
 
-def _size(path: str) -> int:
+def _file_size(path: str) -> int:
     try:
-        return os.path.getsize(path) if path else 0
+        return os.path.getsize(path)
     except OSError:
         return 0
 
@@ -49,8 +49,17 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def summary_html(
-    images: list[SummaryImage], archive: str, size: int, sha256: str, settings: str, stages: dict[str, Any]
+    images: list[SummaryImage],
+    archive: str,
+    size: int,
+    sha256: str,
+    settings: str,
+    stages: dict[str, Any],
+    build_dir: str = ".",
 ) -> str:
+    def _size(path: str) -> int:
+        return _file_size(os.path.join(build_dir, path)) if path else 0
+
     sizes = {digest: _size(path) for image in images for digest, path in image.layers}
     uses = Counter(digest for image in images for digest in dict.fromkeys(d for d, _ in image.layers))
     shared = [digest for digest, count in uses.items() if count > 1]
@@ -118,6 +127,7 @@ def write_summary(
     settings: str,
     stages_file: str,
     own_time: dict[str, Any],
+    build_dir: str = ".",
 ) -> None:
     """`stages_file`: the stage times recorded so far in this run (every stage before the
     archive's), to which the export job adds its own (`own_time`)."""
@@ -130,4 +140,4 @@ def write_summary(
         except (OSError, ValueError):
             stages = {}
         stages["archive"] = own_time
-    write_atomically(path, summary_html(images, archive, size, sha256, settings, stages).encode())
+    write_atomically(path, summary_html(images, archive, size, sha256, settings, stages, build_dir).encode())

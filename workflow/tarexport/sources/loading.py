@@ -44,6 +44,7 @@ class Wanted:
     all_platforms: bool
     names: list[Reference]  # a registry, which cannot be listed, is asked for these
     cache_dir: str  # where a registry's verified manifests and configs are kept
+    attestations: bool = True  # a kept index's attestation manifests, read (or left unopened)
 
 
 def detect_kind(spec: SourceSpec) -> SourceKind:
@@ -64,12 +65,13 @@ def load_images(
     all_platforms: bool = False,
     wanted: list[Reference] | None = None,
     cache_dir: str = "",
+    attestations: bool = True,
 ) -> LayoutContents:
     """Every image a source holds, with its names (and, with all_platforms, its indexes).
 
     A registry cannot be listed: it yields the `wanted` names on its host."""
     try:
-        return _READERS[spec.kind](spec, Wanted(platform, all_platforms, wanted or [], cache_dir))
+        return _READERS[spec.kind](spec, Wanted(platform, all_platforms, wanted or [], cache_dir, attestations))
     except TarexportError as error:
         raise located(error, source=spec.path) from None
 
@@ -88,7 +90,7 @@ def _registry_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
             by_repository.setdefault(path, []).append(ref)
     for repository, refs in by_repository.items():
         container = RegistryContainer(settings, repository, label, want.cache_dir)
-        reader = LayoutReader(container, want.platform, want.all_platforms)
+        reader = LayoutReader(container, want.platform, want.all_platforms, want.attestations)
         for ref in refs:
             try:
                 if ref.digest:
@@ -109,7 +111,7 @@ def _layout_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     if not os.path.isdir(spec.resolved):
         raise TarexportError("is not a directory (type: oci-layout)", source=spec.path)
     container = DirectoryContainer(spec.resolved, spec.path)
-    return images_from_layout(container, spec.repository, want.platform, want.all_platforms)
+    return images_from_layout(container, spec.repository, want.platform, want.all_platforms, want.attestations)
 
 
 def _archive_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
@@ -120,7 +122,9 @@ def _archive_images(spec: SourceSpec, want: Wanted) -> LayoutContents:
     contents = LayoutContents([], [])
     if container.exists("oci-layout") and container.exists("index.json"):
         listed = container.exists("manifest.json")  # then images may be listed there alone
-        contents = images_from_layout(container, spec.repository, want.platform, want.all_platforms, listed)
+        contents = images_from_layout(
+            container, spec.repository, want.platform, want.all_platforms, want.attestations, listed
+        )
     images = contents.images
     if container.exists("manifest.json"):
         by_id = {image.image_id: image for image in images}

@@ -89,6 +89,7 @@ def images_from_layout(
     repository: str,
     platform: str,
     all_platforms: bool = False,
+    attestations: bool = True,
     may_be_empty: bool = False,
 ) -> LayoutContents:
     """The images of a layout. Through a multi-platform index a name gets the image for
@@ -105,7 +106,7 @@ def images_from_layout(
         return LayoutContents([], [])
     if not isinstance(manifests, list):
         raise TarexportError("index.json has no manifests list", source=source, member="index.json")
-    reader = LayoutReader(container, platform, all_platforms)
+    reader = LayoutReader(container, platform, all_platforms, attestations)
     for entry in manifests:
         if not isinstance(entry, dict):
             raise TarexportError("index.json entry is not an object", source=source, member="index.json")
@@ -123,6 +124,7 @@ class LayoutReader:
     container: Container  # its label names the source in messages
     platform: str
     all_platforms: bool
+    attestations: bool = True  # read a kept index's attestation manifests (else left unopened)
     images: dict[str, SourceImage] = field(default_factory=dict)
     indexes: list[SourceIndex] = field(default_factory=list)
     # descriptor (digest, media type, size) -> (image ID, the index kept or None): each
@@ -191,7 +193,8 @@ class LayoutReader:
         attestations = [
             self._attestation(child, by_manifest[_annotation(child, REFERENCE_DIGEST)])
             for child in children
-            if _annotation(child, REFERENCE_TYPE) == ATTESTATION_MANIFEST
+            if self.attestations
+            and _annotation(child, REFERENCE_TYPE) == ATTESTATION_MANIFEST
             and _annotation(child, REFERENCE_DIGEST) in by_manifest  # about a platform image kept
         ]
         index = SourceIndex(ref.digest, source, platforms, names, attestations)
