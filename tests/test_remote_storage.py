@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.engines import SeaweedS3, require
+from tests.engines import Registry, SeaweedS3, require
 from tests.imagefactory import (
     LayoutEntry,
     make_image,
@@ -216,6 +216,28 @@ def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> N
     assert run.returncode == 0, run.output[-4000:]
     assert len(list(states.glob("*.rc"))) == 3  # the layer jobs, submitted
     assert stored_files(s3, "unshared") == local_files(str(tmp_path / "local"))
+
+
+def test_a_registry_source_in_storage_gives_a_local_runs_bytes(s3, tmp_path) -> None:
+    """Registry sources are read over the network by planning and by each layer job, so a
+    job on any node reaches them: the archive in storage equals a local run's."""
+    require("docker-registry")
+    require("skopeo")
+    entries = [LayoutEntry(ONE, ["one"]), LayoutEntry(TWO, ["two"])]
+    pushed = write_oci_layout(str(tmp_path / "push"), entries)
+    server = Registry()
+    try:
+        server.push(pushed, "one", "app/one:1")
+        server.push(pushed, "two", "app/two:1")
+        source = {"type": "registry", "url": server.url, "insecure": server.url.startswith("http:")}
+        config = {"sources": [source], "images": [f"{server.host}/app/one:1", f"{server.host}/app/two:1"]}
+        os.makedirs(tmp_path / "local")
+        export(str(tmp_path / "local"), **config)
+        run = export_to_storage(str(tmp_path / "runner"), s3, "registry", **config)
+    finally:
+        server.stop()
+    assert run.jobs["layer_tar"] == 3
+    assert stored_files(s3, "registry")["images.tar"] == local_files(str(tmp_path / "local"))["images.tar"]
 
 
 @pytest.fixture(scope="module")
