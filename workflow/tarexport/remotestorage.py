@@ -11,17 +11,40 @@ size, its third is the archive's sha256.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .sidefiles import SUFFIXES, side_paths
 
 StorageObjectOf = Callable[[str], Any]
+_T = TypeVar("_T")
 
 
+def _storage_step(what: str, otherwise: Any) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """These run in Snakemake's hooks, around the jobs: storage that fails there (a network
+    error, a permission) is one line saying what was not done, not a traceback, and the
+    run's own outcome stands."""
+
+    def wrap(step: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(step)
+        def guarded(*args: Any) -> _T:
+            try:
+                return step(*args)
+            except Exception as exc:  # the plugin's own errors (WorkflowError, botocore's)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                print(f"tarexport: could not {what} ({reason})", file=sys.stderr)
+                return otherwise  # type: ignore[no-any-return]
+
+        return guarded
+
+    return wrap
+
+
+@_storage_step("put the layers made again back into storage; a later run makes them again", None)
 def put_back(repaired_dir: str, build_dir: str, storage_object_of: StorageObjectOf) -> None:
     """Upload what the assembly made again (left in `repaired_dir`, relative to the build
     directory: repair.py) over the damaged objects, saying which. No directory (nothing
@@ -59,6 +82,7 @@ def _recorded(record: str, storage_object_of: StorageObjectOf) -> tuple[str, int
     return lines[0], int(size) if size.isdigit() else -1, lines[2]
 
 
+@_storage_step("look in storage for an archive of another configuration", False)
 def remove_stale_stored_output(output: str, record: str, plan_digest: str, storage_object_of: StorageObjectOf) -> bool:
     """The counterpart of fileio.remove_stale_output for objects: remove the archive object,
     its side files and its record when the record says it was made from another plan, and
@@ -79,13 +103,15 @@ def remove_stale_stored_output(output: str, record: str, plan_digest: str, stora
     return True
 
 
+@_storage_step("read the archive's record in storage", None)
 def written_archive(
     output: str, record: str, plan_digest: str, since: float, storage_object_of: StorageObjectOf
 ) -> tuple[int, str] | None:
     """The archive object's size and sha256, when its record was stored at or after `since`
-    (by this run) and says the archive was made from this plan."""
+    (by this run; objects are dated in whole seconds) and says the archive was made from
+    this plan."""
     stored = storage_object_of(record)
-    if not stored.exists() or stored.mtime() < since:
+    if not stored.exists() or stored.mtime() < int(since):
         return None
     recorded = _recorded(record, storage_object_of)
     if recorded is None or recorded[0] != plan_digest or not recorded[2]:
