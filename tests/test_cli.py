@@ -6,6 +6,8 @@ import pytest
 
 from tarexport.__main__ import UsageError, main, parse
 
+pytestmark = pytest.mark.unit
+
 
 def test_options_flags_and_defaults() -> None:
     run, options = parse(["layer", "--recipe", "{}", "--keep", "--source", "{}", "--output", "o.tar"])

@@ -17,6 +17,8 @@ import zstandard
 
 from tests.workflowrun import export, snakemake, write_config
 
+pytestmark = pytest.mark.workflow
+
 MB = 1 << 20
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"

@@ -25,6 +25,8 @@ from tests.oracle import (
 )
 from tests.workflowrun import export, sha256_file
 
+pytestmark = pytest.mark.engines
+
 SINGLE = ["base:1", "app:1", "solo:1", "rep:1", "registry.example:5000/team/app:v2"]
 
 

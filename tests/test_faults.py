@@ -16,6 +16,8 @@ import pytest
 from tests.imagefactory import Image, LayoutEntry, make_config, make_layer, sha, write_oci_layout
 from tests.workflowrun import SNAKEFILE, export, sha256_file, snakemake, write_config
 
+pytestmark = pytest.mark.workflow
+
 # big enough that a run takes seconds: layer jobs and the assembly can be interrupted
 LAYERS = [make_layer({f"data{i}": os.urandom(3 << 20)}) for i in range(8)]
 BIG = Image(LAYERS, make_config(LAYERS))

@@ -10,6 +10,8 @@ import pytest
 from tarexport.errors import TarexportError
 from tarexport.fileio import atomic_link, atomic_output
 
+pytestmark = pytest.mark.unit
+
 
 def leftovers(directory) -> list[str]:
     return [name for name in os.listdir(directory) if name.endswith(".part")]

@@ -9,6 +9,7 @@ import os
 import tarfile
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,8 @@ from tarexport.errors import TarexportError
 from tarexport.layers import materialize
 from tarexport.sources.loading import SourceSpec, load_images
 from tests.imagefactory import LayoutEntry, make_image, sha, write_oci_layout
+
+pytestmark = pytest.mark.unit
 
 SEED = make_image([{"f": b"fuzz"}, {"g": b"more"}])
 HEXES = [SEED.image_id.split(":")[1], *[d.split(":")[1] for d in SEED.diff_ids], "0" * 64]

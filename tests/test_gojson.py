@@ -17,6 +17,8 @@ from tarexport.formats.docker_legacy import create_v1_id, v1_layers
 from tarexport.gojson import encode_string, encode_value
 from tarexport.gotime import GoTime
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("text", "go"),

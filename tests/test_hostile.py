@@ -578,6 +578,7 @@ def good_source(root: str) -> str:
     return write_oci_layout(os.path.join(root, "good"), [LayoutEntry(IMAGE, ["docker.io/library/" + TAG])])
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hostile_source(tmp_path, case: str) -> None:
     build, expected, options = CASES[case]
@@ -611,5 +612,6 @@ def test_hostile_source(tmp_path, case: str) -> None:
     assert os.path.isfile(os.path.join(work, "results", "images.tar"))
 
 
+@pytest.mark.unit
 def test_there_are_over_sixty_cases_as_the_readme_says() -> None:
     assert len(CASES) > 60

@@ -27,6 +27,8 @@ from tarexport.repair import StoredLayerRepair
 from tarexport.sources.base import BlobRef
 from tests.imagefactory import compress, make_layer, sha
 
+pytestmark = pytest.mark.unit
+
 
 def blob_in_layout(tmp_path, data: bytes) -> BlobRef:
     digest = sha(data)

@@ -9,10 +9,14 @@ import json
 import os
 import time
 
+import pytest
+
 from tarexport.sources import containers
 from tarexport.startup import prepare
 from tests.imagefactory import LayoutEntry, make_image, sha, write_oci_layout
 from tests.workflowrun import ROOT
+
+pytestmark = pytest.mark.unit
 
 SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
 INDEX = "application/vnd.oci.image.index.v1+json"

@@ -115,6 +115,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, s
     return out
 
 
+@pytest.mark.engines
 def test_every_cell_of_the_readme_loader_table_is_what_the_client_does(archives) -> None:
     for tool in ("dockerd", "podman", "skopeo", "containerd"):
         require(tool)
@@ -136,6 +137,7 @@ def test_every_cell_of_the_readme_loader_table_is_what_the_client_does(archives)
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.unit
 def test_the_config_comments_claim_nothing_the_table_does_not() -> None:
     with open(os.path.join(ROOT, "config", "config.yaml")) as handle:
         comment = handle.read().split("compression:")[0].rsplit("\n\n", 1)[-1]

@@ -9,8 +9,12 @@ import json
 import os
 import tarfile
 
+import pytest
+
 from tests.imagefactory import LayoutEntry, make_image, write_oci_layout
 from tests.workflowrun import export
+
+pytestmark = pytest.mark.workflow
 
 
 def test_a_recipe_past_the_inline_limit_goes_through_a_file(tmp_path) -> None:

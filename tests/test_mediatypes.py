@@ -20,6 +20,8 @@ from tarexport.mediatypes import (
 from tarexport.sources.blobs import SourceKind
 from tarexport.sources.kinds import container_class, describe_location
 
+pytestmark = pytest.mark.unit
+
 
 def test_every_type_answers_exactly_one_question() -> None:
     for media_type in MediaType:

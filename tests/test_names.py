@@ -10,6 +10,8 @@ from tarexport.reference import ImageIDRequest, Reference, parse_normalized, par
 from tarexport.sources.loading import SourceSpec
 from tests.imagefactory import LayoutEntry, make_image, write_docker_archive, write_oci_layout
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("text", "name", "tag", "familiar"),

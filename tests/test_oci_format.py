@@ -61,6 +61,7 @@ def oci_export(oracle: Oracle, layout: str, tmp_path_factory: pytest.TempPathFac
     return result(work)
 
 
+@pytest.mark.engines
 def test_the_layout_docker_25_writes(oracle: Oracle, oci_export: str) -> None:
     entries = members(oci_export)
     assert {kind for kind, _, _ in entries.values()} == {"dir", "file"}  # no symlinks
@@ -101,18 +102,22 @@ def test_the_layout_docker_25_writes(oracle: Oracle, oci_export: str) -> None:
         assert {layer["mediaType"] for layer in manifest["layers"]} == {LAYER_TAR}
 
 
+@pytest.mark.engines
 def test_docker_20_loads_it(oracle: Oracle, oci_export: str) -> None:
     assert_docker_loads(oci_export, oracle)
 
 
+@pytest.mark.engines
 def test_podman_loads_it(oracle: Oracle, oci_export: str) -> None:
     assert_podman_loads(oci_export, expected_tags(oracle))
 
 
+@pytest.mark.engines
 def test_skopeo_reads_it_as_docker_archive(oracle: Oracle, oci_export: str) -> None:
     assert_skopeo_reads(oci_export, expected_tags(oracle))
 
 
+@pytest.mark.engines
 def test_skopeo_reads_it_as_oci_archive(oracle: Oracle, layout: str, tmp_path) -> None:
     # oci-archive references name the ref name (a tag alone): export tags that are unique
     export(str(tmp_path), sources=[layout], images=["app:1", "base:latest"], format="oci")
@@ -141,10 +146,12 @@ def index_names(archive: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.engines
 def test_containerd_imports_it(oci_export: str) -> None:
     assert containerd_names(oci_export) == index_names(oci_export)
 
 
+@pytest.mark.engines
 def test_kept_layers_are_the_source_blobs(oracle: Oracle, layout: str, tmp_path) -> None:
     export(str(tmp_path), sources=[layout], images=["app:1", "solo:1"], format="oci", layers="keep")
     archive = result(str(tmp_path))
@@ -160,6 +167,7 @@ def test_kept_layers_are_the_source_blobs(oracle: Oracle, layout: str, tmp_path)
     assert containerd_names(archive) == index_names(archive)
 
 
+@pytest.mark.engines
 def test_compressed_archives_load(oracle: Oracle, layout: str, tmp_path) -> None:
     expected = {oracle.ids["app"]: {"app:1"}}
     for compression in ("gzip", "zstd"):
@@ -186,6 +194,7 @@ def decompress(archive: str, compression: str) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
+@pytest.mark.engines
 def test_own_output_is_a_source(oracle: Oracle, oci_export: str, multi_save: str, tmp_path) -> None:
     """A Docker 25+ style archive (ours) as a source gives the same docker archive."""
     images = [*MULTI, oracle.ids["untagged"]]
@@ -204,6 +213,7 @@ ONE = [make_layer({"one": b"1" * 3000}), make_layer({"two": b"2"})]
 SIMPLE = Image(ONE, make_config(ONE))
 
 
+@pytest.mark.workflow
 def test_reproducible_in_every_compression(tmp_path) -> None:
     source = write_oci_layout(str(tmp_path / "src"), [LayoutEntry(SIMPLE, ["example.com/one:1"])])
     for compression in ("none", "gzip", "zstd"):
@@ -224,6 +234,7 @@ def test_reproducible_in_every_compression(tmp_path) -> None:
         assert digests[0] == digests[1], compression
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("family", ["oci", "docker"])  # an OCI index, a Docker manifest list
 def test_platform_is_picked_from_an_index(tmp_path, family: str) -> None:
     images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64", "arm/v7")}
@@ -245,6 +256,7 @@ def test_platform_is_picked_from_an_index(tmp_path, family: str) -> None:
     )
 
 
+@pytest.mark.engines
 def test_all_platforms_keep_the_index(tmp_path) -> None:
     images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64", "arm/v7")}
     source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1")
@@ -290,6 +302,7 @@ def kept_index(archive: str) -> dict:
     return json.loads(entries["blobs/sha256/" + entry["digest"].split(":")[1]][2])
 
 
+@pytest.mark.engines
 def test_attestations_are_kept_with_all_platforms(tmp_path) -> None:
     """BuildKit's attestation manifests ride along with `platforms: all`, as the source holds
     them, each pointed at our manifest of its platform; `attestations: drop` leaves them out."""
@@ -365,6 +378,7 @@ def manifest_blob(archive: str) -> dict:
     return json.loads(read_member(archive, "blobs/sha256/" + entry["digest"].split(":")[1]))
 
 
+@pytest.mark.workflow
 def test_foreign_layer_with_bytes(tmp_path) -> None:
     source = foreign_source(tmp_path, omit=False)
     for layers in ("uncompressed", "keep"):
@@ -382,6 +396,7 @@ def test_foreign_layer_with_bytes(tmp_path) -> None:
         assert "blobs/sha256/" + first["digest"].split(":")[1] in members(result(work))
 
 
+@pytest.mark.workflow
 def test_foreign_layer_without_bytes(tmp_path) -> None:
     source = foreign_source(tmp_path, omit=True)
     work = str(tmp_path / "work")
@@ -398,6 +413,7 @@ def test_foreign_layer_without_bytes(tmp_path) -> None:
     assert "blobs/sha256/" + first["digest"].split(":")[1] not in members(result(work))
 
 
+@pytest.mark.workflow
 def test_kept_blobs_get_the_media_type_their_bytes_have(tmp_path) -> None:
     """skopeo --preserve-digests can label plain tar as tar+gzip; strict readers fail on it."""
     source = write_oci_layout(str(tmp_path / "layout"), [LayoutEntry(SIMPLE, ["example.com/mislabeled:1"])])

@@ -24,6 +24,7 @@ def history(*entries: dict[str, object]) -> bytes:
     return json.dumps({"rootfs": {"diff_ids": []}, "history": list(entries)}).encode()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("child", "parent", "kept"),
     [
@@ -60,6 +61,7 @@ def linked(tmp_path) -> str:
     return write_docker_archive(str(tmp_path / "linked.tar"), images, parents={CHILD.image_id: PARENT.image_id})
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
 def test_a_parent_exported_with_its_child_is_linked(linked: str, tmp_path, fmt: str) -> None:
     work = str(tmp_path / "work")
@@ -72,12 +74,14 @@ def test_a_parent_exported_with_its_child_is_linked(linked: str, tmp_path, fmt: 
     assert [item.get("Parent") for item in manifest(work)] == [PARENT.image_id, None]
 
 
+@pytest.mark.workflow
 def test_a_child_exported_without_its_parent_is_not_linked(linked: str, tmp_path) -> None:
     work = str(tmp_path)
     export(work, sources=[linked], images=["child:1", "stranger:1"])
     assert b'"Parent"' not in manifest_text(work)
 
 
+@pytest.mark.workflow
 def test_links_docker_would_refuse_or_drop_are_not_written(tmp_path) -> None:
     images = [(PARENT, ["parent:1"]), (CHILD, ["child:1"]), (STRANGER, ["stranger:1"])]
     parents = {
@@ -92,6 +96,7 @@ def test_links_docker_would_refuse_or_drop_are_not_written(tmp_path) -> None:
     assert b'"Parent"' not in manifest_text(work)
 
 
+@pytest.mark.workflow
 def test_a_parent_that_is_not_a_string_is_refused_with_one_line(tmp_path) -> None:
     source = write_docker_archive(str(tmp_path / "odd.tar"), [(CHILD, ["child:1"])], parents={CHILD.image_id: 7})
     work = str(tmp_path / "work")
@@ -102,6 +107,7 @@ def test_a_parent_that_is_not_a_string_is_refused_with_one_line(tmp_path) -> Non
     assert "Parent is not a string" in lines[0] and "odd.tar" in lines[0], lines
 
 
+@pytest.mark.workflow
 def test_oci_layouts_carry_no_parent(tmp_path) -> None:
     """An OCI layout has no such relation: nothing to keep."""
     from tests.imagefactory import LayoutEntry

@@ -15,6 +15,8 @@ from tests.engines import Containerd, DockerEngine, Podman, Registry, require
 from tests.imagefactory import Image, LayoutEntry, make_config, make_layer, write_docker_archive, write_oci_layout
 from tests.workflowrun import export
 
+pytestmark = pytest.mark.engines
+
 BASE = make_layer({"base": os.urandom(50_000)})
 OLD = Image([BASE, make_layer({"app": b"release 1.0"})], b"")
 OLD.config = make_config(OLD.layers, config={"Cmd": ["old"]})

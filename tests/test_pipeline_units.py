@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tarexport.exportformats import DockerExport, OciExport
 from tarexport.pipeline import Pipeline
 from tarexport.startup import prepare
 from tests.imagefactory import Image, LayoutEntry, make_config, make_layer, write_oci_layout
 from tests.workflowrun import ROOT
+
+pytestmark = pytest.mark.unit
 
 SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
 BASE = make_layer({"base": b"shared lower layer"})

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.workflowrun import ROOT, SNAKEFILE
 
 
@@ -13,6 +15,7 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.unit
 def test_ruff() -> None:
     result = run(sys.executable, "-m", "ruff", "check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -20,6 +23,7 @@ def test_ruff() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.unit
 def test_snakefmt() -> None:
     result = run(sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -31,6 +35,7 @@ def test_snakefmt() -> None:
 SOFTWARE_LINT = "Specify a conda environment or container for each rule."
 
 
+@pytest.mark.workflow
 def test_snakemake_lint() -> None:
     result = run(sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "--lint")
     output = result.stdout + result.stderr

@@ -42,7 +42,7 @@ from tests.realworld import (
 )
 from tests.workflowrun import export
 
-pytestmark = pytest.mark.corpus
+pytestmark = [pytest.mark.engines, pytest.mark.corpus]
 
 
 @pytest.fixture(scope="module")

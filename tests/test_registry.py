@@ -14,6 +14,8 @@ from tests.engines import Registry, require
 from tests.imagefactory import Image, LayoutEntry, compress, make_config, make_layer, sha, write_oci_layout
 from tests.workflowrun import export, sha256_file, snakemake, write_config
 
+pytestmark = pytest.mark.engines
+
 BASE = make_layer({"base": os.urandom(200_000)})
 A = Image([BASE, make_layer({"app": b"a1"})], b"")
 A.config = make_config(A.layers, config={"Cmd": ["a"]})

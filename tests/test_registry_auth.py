@@ -15,6 +15,8 @@ from tarexport.errors import TarexportError
 from tarexport.sources.registry import RegistryContainer, RegistrySettings
 from tarexport.sources.registry_auth import Credentials, find_credentials
 
+pytestmark = pytest.mark.unit
+
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}

@@ -85,6 +85,7 @@ def failing_run(work: str, config: dict[str, object]) -> str:
     return lines[0]
 
 
+@pytest.mark.engines
 def test_a_broken_download_resumes_with_range(proxy: FaultProxy, reference_archive: str, tmp_path) -> None:
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "cut", after=400_000, times=2))
     work = str(tmp_path)
@@ -99,6 +100,7 @@ def test_a_broken_download_resumes_with_range(proxy: FaultProxy, reference_archi
     assert tries[2].status == 206
 
 
+@pytest.mark.engines
 def test_5xx_and_429_are_retried(proxy: FaultProxy, reference_archive: str, tmp_path) -> None:
     proxy.faults += [
         Fault(r"/manifests/1$", "status", status=429, headers={"Retry-After": "1"}, method="*"),
@@ -115,6 +117,7 @@ def test_5xx_and_429_are_retried(proxy: FaultProxy, reference_archive: str, tmp_
     assert after and after[0].started - throttled[0].finished >= 0.9  # Retry-After was honoured
 
 
+@pytest.mark.engines
 def test_persistent_5xx_fails_on_one_line(proxy: FaultProxy, tmp_path) -> None:
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "status", status=500, times=-1))
     work = str(tmp_path)
@@ -125,6 +128,7 @@ def test_persistent_5xx_fails_on_one_line(proxy: FaultProxy, tmp_path) -> None:
     export(work, sources=[source(proxy.url, retries=2)], images=names(proxy.host))
 
 
+@pytest.mark.engines
 def test_registry_stopped_mid_download(registry: Registry, proxy: FaultProxy, reference_archive: str, tmp_path) -> None:
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "stop", after=300_000, callback=registry.halt))
     work = str(tmp_path)
@@ -139,6 +143,7 @@ def test_registry_stopped_mid_download(registry: Registry, proxy: FaultProxy, re
     assert sha256_file(archive(work)) == reference_archive
 
 
+@pytest.mark.engines
 def test_a_corrupted_blob_is_refused(proxy: FaultProxy, reference_archive: str, tmp_path) -> None:
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "corrupt", after=1000, times=-1))
     work = str(tmp_path)
@@ -150,6 +155,7 @@ def test_a_corrupted_blob_is_refused(proxy: FaultProxy, reference_archive: str, 
     assert sha256_file(archive(work)) == reference_archive
 
 
+@pytest.mark.engines
 def test_wrong_content_for_a_digest(proxy: FaultProxy, tmp_path) -> None:
     """A config or a layer answered with other bytes: refused by digest or by size."""
     proxy.faults.append(Fault(r"/blobs/" + B.image_id, "replace", body=A.config, times=-1))
@@ -164,6 +170,7 @@ def test_wrong_content_for_a_digest(proxy: FaultProxy, tmp_path) -> None:
     assert "the manifest says" in line and BASE_BLOB.split(":")[1] in line
 
 
+@pytest.mark.engines
 def test_an_oversize_manifest_is_refused(proxy: FaultProxy, tmp_path) -> None:
     proxy.faults.append(Fault(r"/manifests/sha256:", "pad", pad=16 * 1024 * 1024 + 1, times=-1))
     work = str(tmp_path)
@@ -171,6 +178,7 @@ def test_an_oversize_manifest_is_refused(proxy: FaultProxy, tmp_path) -> None:
     assert "the metadata is over the 16777216-byte limit" in line and "member blobs/sha256/" in line, line
 
 
+@pytest.mark.engines
 def test_progress_is_shown_on_long_downloads(proxy: FaultProxy, tmp_path) -> None:
     proxy.faults.append(Fault(r"/blobs/" + BASE_BLOB, "delay", after=200_000, seconds=2.5))
     work = str(tmp_path)
@@ -186,6 +194,7 @@ def test_progress_is_shown_on_long_downloads(proxy: FaultProxy, tmp_path) -> Non
     assert any("MiB/s" in line for line in lines)
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("bound", [1, 3])
 def test_downloads_are_bounded(proxy: FaultProxy, tmp_path, bound: int) -> None:
     """`parallel_downloads` caps the layer downloads running at once, whatever --cores says."""
@@ -199,6 +208,7 @@ def test_downloads_are_bounded(proxy: FaultProxy, tmp_path, bound: int) -> None:
     assert most == min(bound, 4), spans
 
 
+@pytest.mark.engines
 def test_tags_docker_refuses_are_left_out_of_a_whole_repository(proxy: FaultProxy, tmp_path) -> None:
     """A bare name asks for every tag; a tag list naming tags Docker's grammar refuses (a
     leading dash, a non-ASCII letter) gives only the valid ones: an archive holding the
@@ -212,6 +222,7 @@ def test_tags_docker_refuses_are_left_out_of_a_whole_repository(proxy: FaultProx
     assert [item["RepoTags"] for item in manifest_of(archive(work))] == [[f"{proxy.host}/faults/a:1"]]
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -227,6 +238,7 @@ def test_a_bad_tag_list_fails_on_one_line(proxy: FaultProxy, tmp_path, body: byt
     assert expected in line and proxy.url.split("//")[1] in line, line
 
 
+@pytest.mark.unit
 def test_a_body_trickled_forever_is_cut_at_its_time_limit() -> None:
     """The socket timeout restarts with every byte: the whole body has a deadline of its own."""
     import time
@@ -245,6 +257,7 @@ def test_a_body_trickled_forever_is_cut_at_its_time_limit() -> None:
     assert time.monotonic() - start < 2
 
 
+@pytest.mark.unit
 def test_a_content_length_that_is_not_a_number_means_an_unknown_size() -> None:
     """It was int()ed as it came: a ValueError traceback. The blob's own size and digest
     (from its descriptor) are checked anyway."""
@@ -261,6 +274,7 @@ def test_a_content_length_that_is_not_a_number_means_an_unknown_size() -> None:
     assert download.read() == b"layer bytes!"
 
 
+@pytest.mark.unit
 def test_an_endless_chunked_body_is_cut_at_its_announced_size() -> None:
     """A body sent chunked (which makes HTTP ignore Content-Length) that never ends, under
     a Content-Length that matches the descriptor: read through the real http.client, it is
@@ -302,6 +316,7 @@ def test_an_endless_chunked_body_is_cut_at_its_announced_size() -> None:
         server.shutdown()
 
 
+@pytest.mark.unit
 def test_a_blob_trickled_forever_is_resumed_then_refused() -> None:
     """A server sending a byte at a time never trips the socket timeout: a download slower
     than the minimum rate over a whole `timeout` window is resumed on a new connection, and

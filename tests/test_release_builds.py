@@ -86,6 +86,7 @@ def error_lines(run: Run) -> list[str]:
     return [line for line in run.output.splitlines() if "tarexport: error" in line]
 
 
+@pytest.mark.engines
 def test_a_moved_tag_updates_the_lock_and_frozen_rebuilds_the_release(registry, tmp_path) -> None:
     first, later, rebuild = (str(tmp_path / name) for name in ("first", "later", "rebuild"))
     for work in (first, later, rebuild):
@@ -131,6 +132,7 @@ def test_a_moved_tag_updates_the_lock_and_frozen_rebuilds_the_release(registry, 
         registry.push(registry.layout, "old", "team/app:1")
 
 
+@pytest.mark.engines
 def test_frozen_refuses_a_name_the_lock_does_not_hold(registry, tmp_path) -> None:
     work = str(tmp_path / "work")
     os.makedirs(work)
@@ -146,6 +148,7 @@ def test_frozen_refuses_a_name_the_lock_does_not_hold(registry, tmp_path) -> Non
     assert os.listdir(os.path.join(work, "results")) == []  # no archive, no stale side files
 
 
+@pytest.mark.engines
 def test_frozen_refuses_a_locked_image_no_source_holds(registry, tmp_path) -> None:
     work = str(tmp_path / "work")
     os.makedirs(work)
@@ -158,6 +161,7 @@ def test_frozen_refuses_a_locked_image_no_source_holds(registry, tmp_path) -> No
     assert os.listdir(os.path.join(work, "results")) == []
 
 
+@pytest.mark.engines
 def test_snakemake_lock_writes_the_lock_alone(registry, tmp_path) -> None:
     work = str(tmp_path / "work")
     os.makedirs(work)
@@ -176,6 +180,7 @@ def test_snakemake_lock_writes_the_lock_alone(registry, tmp_path) -> None:
     assert run.returncode != 0 and "lock_mode is frozen" in run.output
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
 def test_provenance_names_the_archive_the_configuration_and_every_image(registry, tmp_path, fmt: str) -> None:
     works = [str(tmp_path / "a"), str(tmp_path / "b" / "elsewhere")]
@@ -202,6 +207,7 @@ def test_provenance_names_the_archive_the_configuration_and_every_image(registry
     assert "metadata" not in statement["predicate"]["runDetails"]  # no time stamp without SOURCE_DATE_EPOCH
 
 
+@pytest.mark.engines
 def test_source_date_epoch_dates_the_provenance(registry, tmp_path) -> None:
     work = str(tmp_path / "work")
     os.makedirs(work)
@@ -214,6 +220,7 @@ def test_source_date_epoch_dates_the_provenance(registry, tmp_path) -> None:
     assert statement["predicate"]["runDetails"]["metadata"] == {"finishedOn": "2023-11-14T22:13:20Z"}
 
 
+@pytest.mark.engines
 def test_a_receiver_checks_the_image_list_against_the_loaders(registry, tmp_path) -> None:
     """The README's check: the loaders show each name with the digest the list gives."""
     require("dockerd")
@@ -239,6 +246,7 @@ def test_a_receiver_checks_the_image_list_against_the_loaders(registry, tmp_path
         containerd.stop()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("content", "says"),
     [
@@ -259,6 +267,7 @@ def test_a_lock_that_cannot_be_used_is_one_line(tmp_path, content: str | None, s
     assert f"lock file release.lock {says}" in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.unit
 def test_a_lock_for_another_platform_is_refused() -> None:
     from tarexport.errors import TarexportError
     from tarexport.lockfile import Lock, check_settings
@@ -269,6 +278,7 @@ def test_a_lock_for_another_platform_is_refused() -> None:
         check_settings(lock, "linux/amd64", "chosen")
 
 
+@pytest.mark.engines
 def test_the_lock_is_rewritten_by_its_content_not_its_time(registry, tmp_path) -> None:
     """A committed lock checked out anew (a new mtime, the same bytes) is left alone; a lock
     that says something else is rewritten though it is newer than anything the plan made."""
@@ -294,6 +304,7 @@ def test_the_lock_is_rewritten_by_its_content_not_its_time(registry, tmp_path) -
         assert handle.read() == locked
 
 
+@pytest.mark.workflow
 def test_frozen_needs_a_lock_file(tmp_path) -> None:
     work = str(tmp_path)
     run = snakemake(work, configfile=write_config(work, sources=["x"], images=["a:1"], lock_mode="frozen"))
@@ -301,6 +312,7 @@ def test_frozen_needs_a_lock_file(tmp_path) -> None:
     assert line == "tarexport: error: config key lock_mode: frozen needs a lock file to read; set lockfile: PATH"
 
 
+@pytest.mark.workflow
 def test_frozen_keeps_the_locked_index_of_each_tag(tmp_path) -> None:
     """`platforms: all`: each tag's index is locked; frozen exports it again, and refuses when
     no source holds it any more (rather than exporting the tag without its index)."""

@@ -72,6 +72,7 @@ def stored_files(s3: SeaweedS3, prefix: str) -> dict[str, bytes]:
     return {name: s3.get(BUCKET, f"{prefix}/results/{name}") for name in ARCHIVE_FILES}
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
 def test_the_archive_in_storage_is_a_local_runs_bytes(s3, layout, tmp_path, fmt: str) -> None:
     config = {"sources": [layout], "images": ["one:1", "two:1"], "format": fmt}
@@ -92,6 +93,7 @@ def test_the_archive_in_storage_is_a_local_runs_bytes(s3, layout, tmp_path, fmt:
     assert re.findall(r"\((\d+) bytes\)", s3.get(BUCKET, summary).decode()) == expected
 
 
+@pytest.mark.engines
 def test_a_multi_platform_index_with_attestations_in_storage(s3, tmp_path) -> None:
     images = {f"linux/{arch}": platform_image(arch) for arch in ("amd64", "arm64")}
     source = write_multiplatform_layout(str(tmp_path / "multi"), images, "example.com/multi:1", attestations=True)
@@ -102,6 +104,7 @@ def test_a_multi_platform_index_with_attestations_in_storage(s3, tmp_path) -> No
     assert stored_files(s3, "multi") == local_files(str(tmp_path / "local"))
 
 
+@pytest.mark.engines
 def test_a_second_runner_reuses_the_first_ones_layers_and_configs(s3, layout, tmp_path) -> None:
     """Two ephemeral runners: fresh work directories (no .snakemake/, no build/), one prefix."""
     config = {"sources": [layout], "images": ["one:1", "two:1"]}
@@ -123,6 +126,7 @@ def test_a_second_runner_reuses_the_first_ones_layers_and_configs(s3, layout, tm
     assert listed.split()[0] == hashlib.sha256(archive).hexdigest()
 
 
+@pytest.mark.engines
 def test_a_layer_object_damaged_in_the_bucket_is_made_again_and_put_back(s3, layout, tmp_path) -> None:
     config = {"sources": [layout], "images": ["one:1", "two:1"]}
     export_to_storage(str(tmp_path / "first"), s3, "damaged", **config)
@@ -146,6 +150,7 @@ def test_a_layer_object_damaged_in_the_bucket_is_made_again_and_put_back(s3, lay
     assert s3.get(BUCKET, "damaged/results/images.tar") == made
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("failing", ["a layer job", "the planning"])
 def test_an_archive_object_from_another_configuration_does_not_survive_a_failed_run(s3, tmp_path, failing: str) -> None:
     """As locally: the stale archive, its side files and its record go before any job runs
@@ -184,6 +189,7 @@ def test_an_archive_object_from_another_configuration_does_not_survive_a_failed_
     assert not [key for key in keys if key.endswith(".plan")], keys
 
 
+@pytest.mark.engines
 def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> None:
     """`--shared-fs-usage none` (the local executor ignores it): each job a separate process
     started by a batch system that Snakemake asks for job states, seeing only what it stages."""
@@ -218,6 +224,7 @@ def test_jobs_that_share_no_file_system_with_the_host(s3, layout, tmp_path) -> N
     assert stored_files(s3, "unshared") == local_files(str(tmp_path / "local"))
 
 
+@pytest.mark.engines
 def test_a_registry_source_in_storage_gives_a_local_runs_bytes(s3, tmp_path) -> None:
     """Registry sources are read over the network by planning and by each layer job, so a
     job on any node reaches them: the archive in storage equals a local run's."""
@@ -251,6 +258,7 @@ def stored_archive(s3, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, s
     return path, f"s3://{BUCKET}/images/app.tar"
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("outputs", ["local", "in storage"])
 def test_a_source_given_as_a_storage_url_is_fetched_for_the_plan_and_staged_for_its_jobs(
     s3, stored_archive, tmp_path, outputs: str
@@ -274,6 +282,7 @@ def test_a_source_given_as_a_storage_url_is_fetched_for_the_plan_and_staged_for_
     assert again.jobs["layer_tar"] == 3 and f"Retrieving from storage: {url}" not in again.output
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize(
     ("url", "says"),
     [
@@ -295,6 +304,7 @@ def test_a_storage_url_that_cannot_be_fetched_is_one_line_before_any_job(s3, tmp
     assert line.startswith(f"tarexport: error: source {url}: {says}"), line
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     ("path", "says"),
     [

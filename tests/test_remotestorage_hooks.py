@@ -4,7 +4,11 @@ working paths run against SeaweedFS in test_remote_storage.py.)"""
 
 from __future__ import annotations
 
+import pytest
+
 from tarexport.remotestorage import put_back, remove_stale_stored_output, written_archive
+
+pytestmark = pytest.mark.unit
 
 
 def unreachable(path: str) -> object:

@@ -16,6 +16,8 @@ import pytest
 
 from tests.workflowrun import ROOT, SNAKEFILE, export, run_measured, sha256_file
 
+pytestmark = pytest.mark.workflow
+
 SOURCES = [os.path.join(ROOT, "examples", "oci-layout"), os.path.join(ROOT, "examples", "app-archive.tar")]
 IMAGES = ["example/base:1.0", "example/app"]
 

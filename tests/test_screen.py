@@ -34,6 +34,7 @@ class Clock:
         return self.now
 
 
+@pytest.mark.unit
 def test_the_screen_says_stages_instead_of_jobs(tmp_path) -> None:
     out, clock = io.StringIO(), Clock()
     screen = Screen(out, interval=5.0, clock=clock)
@@ -65,6 +66,7 @@ def test_the_screen_says_stages_instead_of_jobs(tmp_path) -> None:
     ]
 
 
+@pytest.mark.unit
 def test_after_ctrl_c_one_line_and_no_job_errors() -> None:
     out = io.StringIO()
     screen = Screen(out)
@@ -77,6 +79,7 @@ def test_after_ctrl_c_one_line_and_no_job_errors() -> None:
     )
 
 
+@pytest.mark.unit
 def test_a_long_job_says_how_far_it_is() -> None:
     out, done = io.StringIO(), [0]
     with ProgressLine("writing results/images.tar", lambda: done[0], 3_000_000_000, 0.05, out):
@@ -102,6 +105,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> str:
     return write_oci_layout(str(tmp_path_factory.mktemp("src") / "layout"), [LayoutEntry(BIG, ["big:1"])])
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_a_run_shows_stages_and_names_the_archive_last(source: str, tmp_path, compression: str) -> None:
     work = str(tmp_path)
@@ -122,6 +126,7 @@ def test_a_run_shows_stages_and_names_the_archive_last(source: str, tmp_path, co
     assert "tarexport: wrote results/images.tar" in detailed.output
 
 
+@pytest.mark.workflow
 def test_ctrl_c_says_one_short_line_and_leaves_what_kill_9_leaves(source: str, tmp_path) -> None:
     work = str(tmp_path)
     config = write_config(work, sources=[source], images=["big:1"], compression="gzip")

@@ -13,6 +13,8 @@ import pytest
 from tests.imagefactory import LayoutEntry, make_image, write_oci_layout
 from tests.workflowrun import export
 
+pytestmark = pytest.mark.workflow
+
 ONE = make_image([{"one": b"1"}, {"shared": b"s" * 3000}])
 TWO = make_image([{"two": b"2"}, {"shared": b"s" * 3000}])
 

@@ -14,7 +14,7 @@ from tests.engines import SlurmCluster, require
 from tests.imagefactory import LayoutEntry, make_image, write_oci_layout
 from tests.workflowrun import SNAKEFILE, export, sha256_file, write_config
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.engines, pytest.mark.slurm]
 
 ONE = make_image([{"shared": b"s" * 40_000}, {"one": b"1"}])
 TWO = make_image([{"shared": b"s" * 40_000}, {"two": b"2"}])

@@ -29,6 +29,8 @@ import pytest
 from tests.imagefactory import write_docker_archive
 from tests.workflowrun import SNAKEFILE, write_config
 
+pytestmark = pytest.mark.timing
+
 RUNS = 5
 # A cold export here varies by a second from run to run (Snakemake's start and its jobs,
 # not bytes: 4.9 to 6.4 s at 50 MB in one sitting); at 450 MB the growth was half a
@@ -105,7 +107,6 @@ def measure_growth(base: str) -> tuple[dict[str, float], dict[str, float], dict[
     )
 
 
-@pytest.mark.skipif(os.environ.get("TAREXPORT_SKIP_SPEED") == "1", reason="TAREXPORT_SKIP_SPEED=1")
 def test_small_benchmark(tmp_path) -> None:
     small, large, rounds = measure_growth(str(tmp_path))
     growth = {key: statistics.median(values) for key, values in rounds.items()}
@@ -132,7 +133,6 @@ def test_small_benchmark(tmp_path) -> None:
 PER_JOB_BASELINE = 1.5
 
 
-@pytest.mark.skipif(os.environ.get("TAREXPORT_SKIP_SPEED") == "1", reason="TAREXPORT_SKIP_SPEED=1")
 def test_per_job_cost_at_many_layers(tmp_path) -> None:
     from benchmarks import common, scale
     from tests.imagefactory import Image, LayoutEntry, make_config, write_oci_layout

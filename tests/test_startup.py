@@ -14,6 +14,8 @@ from tarexport.startup import FailedPlan, plan_export
 from tests.imagefactory import LayoutEntry, make_image, write_oci_layout
 from tests.workflowrun import ROOT
 
+pytestmark = pytest.mark.unit
+
 SCHEMA = os.path.join(ROOT, "schemas", "config.schema.yaml")
 IMAGE = make_image([{"a": b"A"}])
 

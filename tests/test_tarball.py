@@ -16,6 +16,8 @@ from tarexport.errors import TarexportError
 from tarexport.tarball import BLOCK, DOCKER_20, DOCKER_25, Entry, TarStyle, header, sort_key, write_tar
 from tarexport.tarsinks import CompressingSink, DirectSink, Sink
 
+pytestmark = pytest.mark.unit
+
 
 def build(tmp_path, entries: list[Entry], style: TarStyle = DOCKER_20, compressor: object = None) -> bytes:
     out = tmp_path / "out.tar"

@@ -72,6 +72,7 @@ def installed(tmp_path_factory) -> Installed:
     return Installed(venv, wheel)
 
 
+@pytest.mark.workflow
 def test_the_wheel_carries_the_workflow_files_and_the_command(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     rules = {f"tarexport/workflow_files/workflow/rules/{os.path.basename(p)}" for p in _rule_files()}
@@ -97,6 +98,7 @@ def _rule_files() -> list[str]:
     return [os.path.join(rules, name) for name in os.listdir(rules) if name.endswith(".smk")]
 
 
+@pytest.mark.workflow
 def test_version(installed: Installed, tmp_path) -> None:
     from tarexport import __version__
 
@@ -105,6 +107,7 @@ def test_version(installed: Installed, tmp_path) -> None:
     assert result.stdout.decode().strip() == f"tarexport {__version__}"
 
 
+@pytest.mark.workflow
 def test_save_writes_the_archive_snakemake_export_writes(installed: Installed, reference, tmp_path) -> None:
     work, cache = tmp_path / "work", str(tmp_path / "cache")
     work.mkdir()
@@ -131,6 +134,7 @@ def test_save_writes_the_archive_snakemake_export_writes(installed: Installed, r
     assert again.returncode == 0 and "Nothing to be done" in again.stderr.decode()
 
 
+@pytest.mark.workflow
 def test_save_without_output_streams_to_standard_output(installed: Installed, reference, tmp_path) -> None:
     cache = str(tmp_path / "cache")
     with open(tmp_path / "streamed.tar", "wb") as out:
@@ -142,6 +146,7 @@ def test_save_without_output_streams_to_standard_output(installed: Installed, re
     assert os.listdir(os.path.join(cache, "tarexport", "stdout")) == []  # streamed, then removed
 
 
+@pytest.mark.workflow
 def test_save_refuses_a_terminal(installed: Installed, tmp_path) -> None:
     leader, follower = pty.openpty()
     try:
@@ -159,6 +164,7 @@ def test_save_refuses_a_terminal(installed: Installed, tmp_path) -> None:
     assert not os.path.exists(tmp_path / "tarexport")  # nothing ran
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     ("args", "status", "message"),
     [
@@ -208,6 +214,7 @@ rule members:
 """
 
 
+@pytest.mark.workflow
 def test_a_user_workflow_uses_it_as_a_module(reference, tmp_path) -> None:
     """`module` + `use rule * from tarexport as tx_*`, its config passed in by the user's
     workflow, run from the user's directory: the user's own rule consumes the archive."""
@@ -225,6 +232,7 @@ def test_a_user_workflow_uses_it_as_a_module(reference, tmp_path) -> None:
     assert again.returncode == 0 and "Nothing to be done" in again.output
 
 
+@pytest.mark.workflow
 def test_bare_snakemake_in_a_fresh_clone_exports_the_example(tmp_path) -> None:
     clone = copy_clone(str(tmp_path / "clone"))
     dry = run_measured([sys.executable, "-m", "snakemake", "-n"], clone, 600)
@@ -234,6 +242,7 @@ def test_bare_snakemake_in_a_fresh_clone_exports_the_example(tmp_path) -> None:
     assert os.path.isfile(os.path.join(clone, "results", "images.tar"))
 
 
+@pytest.mark.workflow
 def test_a_user_config_of_sources_and_images_alone_is_complete(tmp_path) -> None:
     """Nothing of the example's config/config.yaml is merged into a user's file: its
     sources and images are the only ones, and the schema gives every default."""
@@ -246,6 +255,7 @@ def test_a_user_config_of_sources_and_images_alone_is_complete(tmp_path) -> None
     assert os.path.isfile(os.path.join(work, "results", "images.tar"))
 
 
+@pytest.mark.unit
 def test_config_readme_documents_every_key() -> None:
     """The workflow catalog's convention: config/README.md names every key of the schema."""
     import yaml
@@ -261,6 +271,7 @@ def test_config_readme_documents_every_key() -> None:
     assert [key for key in keys if f"`{key}`" not in readme] == []
 
 
+@pytest.mark.workflow
 def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
     """Options override the configfile; every file name becomes absolute against the
     directory the command ran in (the workflow runs in the build directory)."""
@@ -324,6 +335,7 @@ def test_save_options_make_the_workflows_configuration(tmp_path) -> None:
     assert command[3] == "export" and command[-4:] == ["--configfile", "/cache/saves/c.yaml", "--cores", "3"]
 
 
+@pytest.mark.workflow
 def test_saves_to_several_outputs_keep_their_own_records(installed: Installed, tmp_path) -> None:
     """One cache, several outputs: a failed save after a change still removes its own
     output's earlier archive (each output has its record), and a lock Snakemake left
@@ -343,6 +355,7 @@ def test_saves_to_several_outputs_keep_their_own_records(installed: Installed, t
     assert not os.path.exists(tmp_path / "a.tar") and os.path.isfile(tmp_path / "b.tar")
 
 
+@pytest.mark.workflow
 def test_sigterm_to_the_command_stops_the_workflow_it_started(installed: Installed, tmp_path) -> None:
     import signal
     import time

@@ -26,6 +26,8 @@ from tests.imagefactory import (
 )
 from tests.workflowrun import export, fold, sha256_file, snakemake, write_config
 
+pytestmark = pytest.mark.workflow
+
 BASE = make_image([{"etc/os": b"base\n"}, {"usr/lib/x": b"x" * 5000}], created="2024-01-01T00:00:00Z")
 APP = Image(
     [*BASE.layers, make_layer({"app/bin": b"app-1\n"})],

@@ -24,6 +24,8 @@ from tests.imagefactory import (
 from tests.test_hostile import assert_sources_untouched, snapshot
 from tests.workflowrun import SNAKEFILE, export, run_measured, sha256_file, snakemake, write_config
 
+pytestmark = pytest.mark.workflow
+
 IMAGE = make_image([{"a": b"A"}])
 TAG = "paths:1"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -12,7 +13,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -51,9 +54,16 @@ def write_config(workdir: str, **config: object) -> str:
     return path
 
 
+# Job slots of one export when the suite runs on several workers (pytest -n).
+WORKER_SLOTS = "4"
+CORES_GIVEN = frozenset({"--cores", "-c", "--jobs", "-j"})
+
+
 def snakemake(workdir: str, *args: str, configfile: str = "", cwd: str = "", timeout: int = 600) -> Run:
     """`snakemake -s SNAKEFILE -d WORKDIR export ARGS`, started from `cwd` (default: the work dir)."""
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", workdir, "export", *args]
+    if os.environ.get("PYTEST_XDIST_WORKER") and not CORES_GIVEN.intersection(args):
+        command += ["--cores", WORKER_SLOTS]  # the profile's 16 slots, times two workers, on two cores
     if configfile:
         command += ["--configfile", configfile]
     started = time.time()
@@ -91,32 +101,26 @@ sys.exit(code if code >= 0 else 128 - code)
 """
 
 
-def run_measured(command: list[str], cwd: str, timeout: float) -> Run:
+def run_measured(command: list[str], cwd: str, timeout: float, env: dict[str, str] | None = None) -> Run:
     """Run `command`, with its wall time and the peak memory of its whole process tree:
     wait4 reports the larger of the child's own peak and that of every descendant it
-    waited for (Snakemake waits for its jobs)."""
+    waited for (Snakemake waits for its jobs). `python -m snakemake ...` runs as a fork of
+    an already imported Snakemake (tests/snakemakeserver.py) where that is the same run."""
+    environment = dict(os.environ if env is None else env)
+    if served(command, environment):
+        return run_served(command, cwd, timeout, environment)
     start = time.monotonic()
     descriptor, peak = tempfile.mkstemp(prefix="tx-peak-")
     os.close(descriptor)
     process = subprocess.Popen(
         [sys.executable, "-S", "-c", _MEASURE, peak, *command],
         cwd=cwd,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
-    streams: dict[str, str] = {}
-
-    def drain(name: str, stream: object) -> None:
-        streams[name] = stream.read()  # type: ignore[attr-defined]
-
-    readers = [
-        threading.Thread(target=drain, args=(name, stream), daemon=True)
-        for name, stream in (("out", process.stdout), ("err", process.stderr))
-    ]
-    for reader in readers:
-        reader.start()
     killed = threading.Event()
 
     def kill() -> None:  # the whole tree: a job left running would hold the pipes open
@@ -126,9 +130,7 @@ def run_measured(command: list[str], cwd: str, timeout: float) -> Run:
     killer = threading.Timer(timeout, kill)
     killer.start()
     try:
-        process.wait()
-        for reader in readers:
-            reader.join(timeout=60)
+        streams = drain_both(process.stdout, process.stderr, process.wait)
         with open(peak) as handle:
             peak_kib = int(handle.read() or 0)
     finally:
@@ -136,8 +138,135 @@ def run_measured(command: list[str], cwd: str, timeout: float) -> Run:
         os.unlink(peak)
     seconds = time.monotonic() - start
     if killed.is_set():
-        raise subprocess.TimeoutExpired(command, timeout, streams.get("out", ""), streams.get("err", ""))
-    return Run(process.returncode, streams.get("out", "") + streams.get("err", ""), peak_kib / 1024, seconds)
+        raise subprocess.TimeoutExpired(command, timeout, streams[0], streams[1])
+    return Run(process.returncode, streams[0] + streams[1], peak_kib / 1024, seconds)
+
+
+def drain_both(out: Any, err: Any, wait: Callable[[], object]) -> tuple[str, str]:
+    """Both streams read whole (each on a thread of its own, so neither pipe fills), once
+    `wait` has returned."""
+    streams: dict[str, str] = {}
+
+    def drain(name: str, stream: Any) -> None:
+        streams[name] = stream.read()
+
+    readers = [threading.Thread(target=drain, args=item, daemon=True) for item in (("out", out), ("err", err))]
+    for reader in readers:
+        reader.start()
+    wait()
+    for reader in readers:
+        reader.join(timeout=60)
+    return streams.get("out", ""), streams.get("err", "")
+
+
+# --- Snakemake runs as forks of an already imported Snakemake (tests/snakemakeserver.py)
+
+SERVER_SCRIPT = os.path.join(ROOT, "tests", "snakemakeserver.py")
+_server: dict[str, Any] = {}
+_server_lock = threading.Lock()
+
+
+def python_settings(env: dict[str, str]) -> dict[str, str]:
+    """What decides how an interpreter starts: a run differing here is not the server's."""
+    return {key: value for key, value in env.items() if key.startswith("PYTHON")}
+
+
+def served(command: list[str], env: dict[str, str]) -> bool:
+    """A `python -m snakemake` run of this interpreter, started as the server was."""
+    if os.environ.get("TAREXPORT_TEST_SNAKEMAKE_SERVER", "1") == "0":
+        return False
+    if command[:3] != [sys.executable, "-m", "snakemake"]:
+        return False
+    return python_settings(env) == python_settings(dict(os.environ))
+
+
+def snakemake_server() -> str:
+    """The socket of this process's server, started on first use and stopped at exit."""
+    with _server_lock:
+        if _server.get("pid") == os.getpid():
+            return _server["socket"]
+        import atexit
+
+        base = tempfile.mkdtemp(prefix="txsm-")
+        path = os.path.join(base, "socket")
+        process = subprocess.Popen(
+            [sys.executable, SERVER_SCRIPT, path],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,  # held open: the server leaves when this process ends
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        ready = process.stdout.readline()  # type: ignore[union-attr]
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"the Snakemake server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+
+        def stop() -> None:
+            process.kill()
+            process.wait()
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+
+        atexit.register(stop)
+        _server.update(pid=os.getpid(), socket=path, process=process)
+        return path
+
+
+def run_served(command: list[str], cwd: str, timeout: float, env: dict[str, str]) -> Run:
+    """`command` (python -m snakemake ARGS) as a fork of the server: the same Run as a
+    process started here would give."""
+    import json
+    import socket
+    import struct
+
+    from tests.tiers import GUARD
+
+    GUARD.observe(command)  # no Popen here for the guard to see
+    start = time.monotonic()
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(snakemake_server())
+        body = json.dumps({"argv": command[3:], "cwd": os.path.abspath(cwd), "env": env}).encode()
+        socket.send_fds(connection, [struct.pack("!I", len(body)) + body], [null, out_write, err_write])
+    finally:
+        for fd in (null, out_write, err_write):
+            os.close(fd)
+    answers = connection.makefile("rb")
+    first = answers.readline()
+    if not first:
+        raise RuntimeError("the Snakemake server did not start the run")
+    pid = json.loads(first)["pid"]
+    ended: dict[str, Any] = {}
+    killed = threading.Event()
+
+    def kill() -> None:  # the whole tree, as for a process started here
+        killed.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+    def wait() -> None:
+        ended.update(json.loads(answers.readline() or b'{"status": -1, "maxrss_kib": 0}'))
+
+    killer = threading.Timer(timeout, kill)
+    killer.start()
+    try:
+        with (
+            open(out_read, encoding="utf-8", errors="replace") as out,
+            open(err_read, encoding="utf-8", errors="replace") as err,
+        ):
+            streams = drain_both(out, err, wait)
+    finally:
+        killer.cancel()
+        connection.close()
+    seconds = time.monotonic() - start
+    if killed.is_set():
+        raise subprocess.TimeoutExpired(command, timeout, streams[0], streams[1])
+    status = ended["status"]
+    return Run(status if status >= 0 else 128 - status, streams[0] + streams[1], ended["maxrss_kib"] / 1024, seconds)
 
 
 def export(workdir: str, *args: str, **config: object) -> Run:
