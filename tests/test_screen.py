@@ -171,3 +171,61 @@ def test_ctrl_c_says_one_short_line_and_leaves_what_kill_9_leaves(source: str, t
     assert sha256_file(os.path.join(work, "results", "images.tar")) == sha256_file(
         os.path.join(reference, "results", "images.tar")
     )
+
+
+class InterruptingStream(io.StringIO):
+    """A terminal that Ctrl-C hits while Snakemake writes a line to it."""
+
+    def write(self, text: str) -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        return super().write(text)
+
+
+def interrupt_while_snakemake_writes() -> None:
+    from snakemake.logging import ColorizingTextHandler
+
+    handler = ColorizingTextHandler(nocolor=True, stream=InterruptingStream())
+    handler.emit(logging.LogRecord("snakemake.logging", logging.INFO, "", 0, "Finished jobid: 3", None, None))
+
+
+def interrupted_within(seconds: float) -> bool:
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+@pytest.mark.unit
+def test_ctrl_c_while_snakemake_writes_a_line_is_raised_again_until_acted_on() -> None:
+    from tarexport.interrupts import InterruptLatch
+
+    latch = InterruptLatch(interval=0.2)
+    try:
+        # Snakemake's own terminal handler swallows it: the run would go on
+        interrupt_while_snakemake_writes()
+        assert not interrupted_within(1.0)
+        assert latch.install()
+        interrupt_while_snakemake_writes()
+        assert latch.pending and interrupted_within(5.0)  # raised again
+        latch.handled()  # Snakemake: "Terminating processes on user request"
+        assert not interrupted_within(1.0)
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C of the user's is raised as ever
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        latch.handled()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        time.sleep(0.3)  # the latch's thread sees it and ends
+
+
+@pytest.mark.unit
+def test_the_screen_tells_the_latch_when_snakemake_acts_on_ctrl_c() -> None:
+    told = []
+    screen = Screen(io.StringIO(), show=False, on_terminating=lambda: told.append(1))
+    assert screen.filter(record("Finished jobid: 3"))
+    assert not told
+    screen.filter(record("Terminating processes on user request, this might take some time."))
+    assert told == [1]

@@ -15,6 +15,7 @@ from tarexport.remotestorage import (
     written_archive,
 )
 from tarexport.rulehooks import end_rate_limit_timers, fixed_signature
+from tarexport.interrupts import InterruptLatch
 from tarexport.screen import Screen, attach
 
 BUILD = PIPELINE.settings.build_dir
@@ -59,9 +60,15 @@ if workflow.modifier.is_main_snakefile():
     _show = not (
         _output.dryrun or _output.printshellcmds or _output.verbose or _output.quiet
     )
+    # Ctrl-C is raised again until Snakemake says it acts on it (interrupts.py).
+    _latch = InterruptLatch()
     attach(
         logging.getLogger("snakemake.logging"),
-        Screen(show=_show, record_to="" if _output.dryrun else STAGE_TIMES),
+        Screen(
+            show=_show,
+            record_to="" if _output.dryrun else STAGE_TIMES,
+            on_terminating=_latch.handled if _latch.install() else None,
+        ),
     )
 _PARSED_AT = time.time()
 

@@ -91,8 +91,11 @@ class Screen(logging.Filter):
         clock: Callable[[], float] = time.monotonic,
         show: bool = True,
         record_to: str = "",
+        on_terminating: Callable[[], None] | None = None,
     ) -> None:
+        """`on_terminating`: called when Snakemake says it acts on a Ctrl-C (interrupts.py)."""
         super().__init__()
+        self.on_terminating = on_terminating
         self.out = out or sys.stderr
         self.interval = interval
         self.clock = clock
@@ -123,11 +126,13 @@ class Screen(logging.Filter):
             self._started(record)
         elif event == "job_finished":
             self._finished(getattr(record, "job_id", None))
+        message = record.msg if isinstance(record.msg, str) else ""
+        if self.on_terminating and message.startswith(_INTERRUPTED):
+            self.on_terminating()
         if not self.show:
             return True
         if event in _DROPPED_EVENTS:
             return False
-        message = record.msg if isinstance(record.msg, str) else ""
         if self.interrupted:
             # the jobs Ctrl-C stopped fail, each with its command: said in one line instead
             return message.startswith(_KEPT_AFTER_INTERRUPT)
