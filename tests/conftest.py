@@ -135,3 +135,19 @@ def multi_save(oracle) -> str:
     from tests.oracle import MULTI
 
     return oracle.save("multi.tar", *MULTI, oracle.ids["untagged"])
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_are_left_as_found():
+    """A test that leaves a signal's handler changed changes every process started after
+    it in this worker (an ignored SIGINT is inherited): it fails, and the handler is put back."""
+    import signal
+
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE)
+    before = {number: signal.getsignal(number) for number in numbers}
+    yield
+    changed = [signal.Signals(n).name for n in numbers if signal.getsignal(n) is not before[n]]
+    for number in numbers:
+        signal.signal(number, before[number])
+    if changed:
+        pytest.fail(f"the test left the handler of {', '.join(changed)} changed")

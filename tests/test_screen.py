@@ -131,19 +131,22 @@ def test_ctrl_c_says_one_short_line_and_leaves_what_kill_9_leaves(source: str, t
     # Interrupted once a layer is stored, while the run still goes on: on a busy machine
     # (the suite on two workers) this test may first see the layer only after the whole
     # run has ended; such an attempt interrupted nothing and is made again in a new
-    # directory. Two job slots: the other layers still wait then, two jobs die together.
+    # directory. The run gets SIGINT's default disposition, as from a terminal, whatever
+    # pytest inherited (started in the background by a shell without job control, SIGINT
+    # is ignored, and so it would be in Snakemake, which then rightly goes on).
     for attempt in range(3):
         work = str(tmp_path / f"attempt{attempt}")
         os.makedirs(work)
         config = write_config(work, sources=[source], images=["big:1"], compression="gzip")
         command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
         process = subprocess.Popen(
-            [*command, "--cores", "2"],
+            command,
             cwd=work,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         layers = os.path.join(work, "build", "layers")
         deadline = time.monotonic() + 60
@@ -203,6 +206,7 @@ def test_ctrl_c_while_snakemake_writes_a_line_is_raised_again_until_acted_on() -
     from tarexport.interrupts import InterruptLatch
 
     latch = InterruptLatch(interval=0.2)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored, when pytest runs in the background
     try:
         # Snakemake's own terminal handler swallows it: the run would go on
         interrupt_while_snakemake_writes()
@@ -217,7 +221,7 @@ def test_ctrl_c_while_snakemake_writes_a_line_is_raised_again_until_acted_on() -
             time.sleep(5)
     finally:
         latch.handled()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, inherited)
         time.sleep(0.3)  # the latch's thread sees it and ends
 
 
