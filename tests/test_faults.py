@@ -175,8 +175,11 @@ def test_a_second_run_at_once_refuses(source: str, baseline: str, tmp_path) -> N
     command = [sys.executable, "-m", "snakemake", "-s", SNAKEFILE, "-d", work, "export", "--configfile", config]
     first = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     locks = os.path.join(work, ".snakemake", "locks")
+    layers = os.path.join(work, "build", "layers")
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (os.path.isdir(locks) and os.listdir(locks)):
+    # a stored layer: jobs run, so Snakemake has written all its lock files (seen on a busy
+    # machine: stopped between its first lock file and the next, it let a second run by)
+    while time.monotonic() < deadline and not (os.path.isdir(layers) and os.listdir(layers)):
         time.sleep(0.01)
     os.kill(first.pid, signal.SIGSTOP)  # hold the first run inside its locked section
     try:
