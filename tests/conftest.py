@@ -34,17 +34,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
+def own_fixtures(item: pytest.Item) -> list[tuple[str, pytest.FixtureDef]]:
+    """The fixtures this test uses, each with the definition it gets."""
+    info = getattr(item, "_fixtureinfo", None)
+    found = []
+    for name in getattr(item, "fixturenames", ()):
+        definitions = info.name2fixturedefs.get(name) if info else None
+        if definitions:
+            found.append((name, definitions[-1]))
+    return found
+
+
 def shared_fixture_group(item: pytest.Item) -> str:
     """The widest of the tests' own fixtures this test uses: a session fixture names its
     group (the Docker oracle: every module using it runs on one worker), a module fixture
     its module's. Empty: the test goes to whichever worker is free."""
-    info = getattr(item, "_fixtureinfo", None)
     group = ""
-    for name in getattr(item, "fixturenames", ()):
-        definitions = info.name2fixturedefs.get(name) if info else None
-        if not definitions:
-            continue
-        definition = definitions[-1]
+    for name, definition in own_fixtures(item):
         if not getattr(definition.func, "__module__", "").startswith("tests"):
             continue  # pytest's own (tmp_path_factory...) cost nothing to share
         if definition.scope == "session":
@@ -79,19 +85,9 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureR
         GUARD.fixtures.pop()
 
 
-def used_fixture_keys(item: pytest.Item) -> list[str]:
-    info = getattr(item, "_fixtureinfo", None)
-    keys = []
-    for name in getattr(item, "fixturenames", ()):
-        definitions = info.name2fixturedefs.get(name) if info else None
-        if definitions:
-            keys.append(fixture_key(definitions[-1].baseid, name))
-    return keys
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    GUARD.uses(used_fixture_keys(item))
+    GUARD.uses(fixture_key(definition.baseid, name) for name, definition in own_fixtures(item))
     result = yield
     if GUARD.violation:  # raised inside the test, but a test may have caught it
         raise TierError(GUARD.violation)
