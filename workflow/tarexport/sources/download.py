@@ -7,6 +7,8 @@ digest, so a resumed download is verified exactly like an unbroken one.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import http.client
 import io
 import re
@@ -24,14 +26,27 @@ PIECE = 256 << 10
 # connection; more stalls than `retries` end it. So a blob's download time is bounded by
 # its size: at most size / MIN_RATE, plus the windows lost to stalls.
 MIN_RATE = 16 << 10  # bytes per second
+MAX_RETRY_AFTER = 60.0  # seconds: a server's Retry-After is obeyed up to this
 
 
 def backoff(attempt: int, retry_after: str | None = None) -> float:
-    """Seconds to wait before attempt `attempt` + 1: the server's Retry-After when it gives
-    one in seconds (capped), else 0.5 s doubling up to 10 s."""
-    if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after), 60.0)
-    return min(0.5 * 2**attempt, 10.0)
+    """Seconds to wait before attempt `attempt` + 1: the server's Retry-After (RFC 9110
+    §10.2.3: ASCII digits, or an HTTP date) capped at a minute, else 0.5 s doubling up to
+    10 s. Any other value is ignored: str.isdigit() and float() take "٣" and "²" too."""
+    default = min(0.5 * 2**attempt, 10.0)
+    text = (retry_after or "").strip()
+    if re.fullmatch(r"[0-9]+", text, re.ASCII):
+        digits = text.lstrip("0") or "0"  # int() refuses over 4300 digits: count them instead
+        return MAX_RETRY_AFTER if len(digits) > 9 else min(float(digits), MAX_RETRY_AFTER)
+    if not text.isascii() or len(text) > 64:  # an HTTP date is 29 characters
+        return default
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return default
+    if when.tzinfo is None:  # "-0000": no zone given; HTTP dates are GMT
+        when = when.replace(tzinfo=datetime.UTC)
+    return min(max((when - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
 class ResumingDownload(io.RawIOBase):

@@ -1,11 +1,17 @@
 """Talking to a registry: TLS, the auth dance (anonymous, basic, bearer tokens from the
 challenge's realm, OAuth2 refresh tokens), retries with backoff, and answers read against
 byte and time limits. It knows URLs and credentials, not images (registry.py reads those).
+
+Credentials belong to one origin (scheme, host, port of the registry's URL), as in Docker,
+which answers only the challenges of the registry it pinged: they, and the tokens they
+buy, go to that origin and to the token server a challenge from that origin names, never
+to a host a redirect leads to. An https registry's token server must be https.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import re
 import ssl
@@ -14,9 +20,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import TarexportError
+from .challenges import Challenge, ChallengeError, choose_challenge, parse_challenges
 from .download import backoff
 from .registry_auth import Credentials, find_credentials
 
@@ -25,6 +32,126 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 TOKEN_ANSWER_BYTES = 1 << 20  # a token server's JSON: a few KB in practice
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)  # a DNS name or an IPv4 address
+# the port of a netloc as written: urlsplit's own takes any Unicode digit ("h:٣" is port 3)
+NETLOC_PORT = re.compile(r"(?:.*@)?(?:\[[^\]]*\]|[^:\[\]]*)(?::([0-9]*))?", re.ASCII)
+
+
+class Origin(NamedTuple):
+    """What credentials belong to: scheme, host (lower case) and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def origin_of(url: str) -> Origin | None:
+    """The origin of an absolute http(s) URL (a realm, where a redirect led); None when it
+    is not one or its host could not be named in a message."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # unbalanced IPv6 brackets
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    port = NETLOC_PORT.fullmatch(parts.netloc)
+    if scheme not in DEFAULT_PORTS or not port or not (HOST_NAME.fullmatch(host) or _ipv6(host)):
+        return None
+    number = int(port.group(1)) if port.group(1) else DEFAULT_PORTS[scheme]
+    return Origin(scheme, _host_key(host), number) if 0 < number < 65536 else None
+
+
+def _ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_key(host: str) -> str:
+    """A host as origins compare it: lower case, an IPv6 address in its one short form."""
+    return str(ipaddress.IPv6Address(host)) if _ipv6(host) else host.lower()
+
+
+def shown_url(url: str) -> str:
+    """A configured registry URL fit for a message: printable, short, without user info."""
+    scheme, separator, rest = url.partition("://")
+    if "@" in rest:
+        url = f"{scheme}{separator}...@{rest.rpartition('@')[2]}"
+    if not (url.isascii() and url.isprintable()):
+        url = ascii(url)
+    return url if len(url) <= 100 else url[:99] + "..."
+
+
+def registry_origin(url: str) -> Origin:
+    """The origin of a configured registry URL, which is `http(s)://host[:port]` and nothing
+    else; anything else is refused in one line naming it."""
+
+    def refuse(why: str) -> TarexportError:
+        return TarexportError(f"registry url {why}", source=shown_url(url))
+
+    scheme, separator, rest = url.partition("://")
+    if scheme not in DEFAULT_PORTS or not separator:
+        raise refuse("is not http://host[:port] or https://host[:port]")
+    if "@" in rest:
+        raise refuse("holds a user name or password: name their environment variables in username_env/password_env")
+    if not (rest.isascii() and rest.isprintable()) or any(char in rest for char in " /?#\\"):
+        raise refuse("is not http(s)://host[:port]: no path, query, spaces or non-ASCII characters")
+    if rest.startswith("["):
+        host, bracket, after = rest[1:].partition("]")
+        if not bracket:
+            raise refuse("has an IPv6 address without its closing ']'")
+        if not _ipv6(host):
+            raise refuse("has something between [ and ] that is not an IPv6 address")
+        if after and not after.startswith(":"):
+            raise refuse("has something other than :port after its IPv6 address")
+        colon, port = after[:1], after[1:]
+    else:
+        host, colon, port = rest.partition(":")
+        if not host:
+            raise refuse("names no host")
+        if not HOST_NAME.fullmatch(host):
+            raise refuse("has a host that is neither a DNS name nor an IP address (an IPv6 one goes in [ ])")
+    if colon and not (re.fullmatch(r"[0-9]{1,5}", port, re.ASCII) and 0 < int(port) < 65536):
+        raise refuse("has a port that is not a number from 1 to 65535")
+    return Origin(scheme, _host_key(host), int(port) if port else DEFAULT_PORTS[scheme])
+
+
+class _RefusedRedirect(Exception):
+    """A token request's redirect that is not followed (carries the one-line message)."""
+
+
+class _TokenRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects of a token request: never to plain http for an https registry, and never
+    to another origin while the request carries credentials (urllib would drop the header,
+    but not a refresh token in a POST body, and Go's client re-sends a body on a 307)."""
+
+    def __init__(self, https_only: bool, carries_credentials: bool):
+        super().__init__()
+        self.https_only = https_only
+        self.carries_credentials = carries_credentials
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        target, source = origin_of(newurl), origin_of(req.full_url)
+        refusal = ""
+        if target is None:
+            refusal = "the registry's auth server redirected to something that is not an http(s) URL"
+        elif self.https_only and target.scheme != "https":
+            refusal = f"the registry's auth server redirected to plain http ({target}); the registry is https"
+        elif self.carries_credentials and target != source:
+            refusal = (
+                f"the registry's auth server redirected the credentials to another origin ({target}); tarexport"
+                " sends them only to the token server the registry names: have the registry name that one"
+            )
+        if refusal:
+            fp.close()
+            raise _RefusedRedirect(refusal)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def read_bounded(response: Any, limit: int, seconds: float, what: str, label: str, member: str = "") -> bytes:
@@ -47,7 +174,7 @@ def read_bounded(response: Any, limit: int, seconds: float, what: str, label: st
 class RegistrySettings:
     """How to reach one registry; serialized into job recipes (names of secrets only)."""
 
-    url: str  # scheme://host[:port]
+    url: str = ""  # scheme://host[:port]; "" in a source that serves every other host
     insecure: bool = False
     ca_file: str = ""
     cert_file: str = ""
@@ -58,6 +185,10 @@ class RegistrySettings:
     retries: int = 5  # per request and per broken download, with backoff
     progress_interval: float = 10.0  # seconds between progress lines of a long download; 0: none
     name_host: str = ""  # the host names use, when the API lives elsewhere (docker.io)
+
+    def __post_init__(self) -> None:
+        if self.url:  # "": a source serving the hosts no other names (plan.py gives it urls)
+            registry_origin(self.url)
 
     @property
     def host(self) -> str:
@@ -77,7 +208,8 @@ class RegistryTransport:
     def __init__(self, settings: RegistrySettings, repository: str, label: str):
         self.settings, self.repository, self.label = settings, repository, label
         self._authorization = ""
-        scheme = urllib.parse.urlsplit(settings.url).scheme
+        self.origin = registry_origin(settings.url)  # what the credentials belong to
+        scheme = self.origin.scheme
         if scheme == "http" and not settings.insecure:
             raise TarexportError("plain http needs `insecure: true`", source=label)
         context = ssl.create_default_context(cafile=settings.ca_file or None)
@@ -86,6 +218,7 @@ class RegistryTransport:
         if settings.insecure and scheme == "https":
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        self._context = context
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     def request(self, url: str, accept: str = "") -> Any:
@@ -105,12 +238,24 @@ class RegistryTransport:
                 return self._opener.open(request, timeout=self.settings.timeout)
             except urllib.error.HTTPError as error:
                 retry_after = error.headers.get("Retry-After")
-                challenge = error.headers.get("WWW-Authenticate", "")
+                challenges = error.headers.get_all("WWW-Authenticate") or []
+                # where the 401 came from after urllib followed redirects (HTTPError.url; its
+                # filename is the same and is set even when the error has no body)
+                answered = origin_of(error.filename or request.full_url)
                 error.close()
+                if error.code == 401 and answered != self.origin:
+                    # a redirect led elsewhere: Docker answers only the registry's own challenges
+                    elsewhere = str(answered) if answered else "a host that is not an http(s) URL"
+                    raise TarexportError(
+                        f"the registry sent {path} on to {elsewhere}, which asks for credentials (401);"
+                        " they are given only to the registry and its token server: ask the registry's"
+                        " operator for redirects that need none (signed URLs)",
+                        source=self.label,
+                    ) from None
                 # first contact, or a bearer token expired during a long run: authorize once
                 if error.code == 401 and not refreshed and not self._authorization.startswith("Basic "):
                     refreshed = True
-                    self._authorization = self._authorize(challenge)
+                    self._authorization = self._authorize(challenges, path)
                     continue
                 if error.code == 401:
                     raise TarexportError(
@@ -134,29 +279,61 @@ class RegistryTransport:
                 time.sleep(backoff(failures))
                 failures += 1
 
-    def _authorize(self, challenge: str) -> str:
-        scheme, _, params = challenge.partition(" ")
+    def _authorize(self, headers: list[str], path: str) -> str:
+        """The Authorization the registry's own 401 asks for (its WWW-Authenticate headers)."""
+        try:
+            challenges = parse_challenges(headers)
+        except ChallengeError as error:
+            raise TarexportError(f"the registry's auth challenge is malformed ({error})", source=self.label) from None
+        challenge = choose_challenge(challenges)
+        if not challenges:
+            raise TarexportError(
+                f"registry refused access (401) to {path} and named no way to authorize: check that the"
+                " repository exists",
+                source=self.label,
+            )
+        if challenge is None:
+            schemes = ", ".join(sorted({found.scheme for found in challenges if len(found.scheme) <= 30})[:3])
+            raise TarexportError(
+                f"the registry asks for an auth scheme tarexport does not speak ({schemes}); it speaks Bearer"
+                " and Basic",
+                source=self.label,
+            )
         credentials = find_credentials(
             self.settings.host, self.repository, self.settings.username_env, self.settings.password_env
         )
-        if scheme.lower() == "basic":
+        if challenge.scheme == "basic":
             if not credentials or credentials.identity_token:
                 raise TarexportError(
                     "registry needs a user name and password and none are configured", source=self.label
                 )
             return credentials.basic()
-        if scheme.lower() != "bearer":
-            raise TarexportError(f"unsupported registry auth scheme {scheme!r}", source=self.label)
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
-        if not fields.get("realm", "").startswith(("https://", "http://")):
-            raise TarexportError("the registry's auth challenge names no token server", source=self.label)
-        answer = self._token(fields["realm"], fields.get("service", ""), credentials)
+        realm = self._realm(challenge)
+        answer = self._token(realm, challenge.params.get("service", ""), credentials)
         token = answer.get("token") or answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise TarexportError("the registry's auth server gave no token", source=self.label)
         if not (token.isascii() and token.isprintable()):  # http.client would quote it in its error
             raise TarexportError("the registry's auth server gave a token no HTTP header can carry", source=self.label)
         return "Bearer " + token
+
+    def _realm(self, challenge: Challenge) -> str:
+        """The token server a Bearer challenge of the registry names: an http(s) URL, https
+        when the registry is (as go-containerregistry requires; `insecure` only lets the
+        registry skip TLS checks, it does not send the password in clear)."""
+        realm = challenge.params.get("realm", "")
+        where = origin_of(realm)
+        if where is None:
+            raise TarexportError(
+                "the registry's auth challenge names no token server (an http(s) URL)", source=self.label
+            )
+        if self.origin.scheme == "https" and where.scheme != "https":
+            raise TarexportError(
+                f"the registry names a plain-http token server ({where}), which would see the credentials in"
+                " clear: the registry is https, its token server must be too",
+                source=self.label,
+            )
+        return realm
 
     def _token(self, realm: str, service: str, credentials: Credentials | None) -> dict[str, Any]:
         """A pull token for this repository: GET (anonymous or basic), or the OAuth2 POST
@@ -172,10 +349,14 @@ class RegistryTransport:
             request = urllib.request.Request(realm + ("&" if "?" in realm else "?") + query)
             if credentials:
                 request.add_unredirected_header("Authorization", credentials.basic())
+        redirects = _TokenRedirects(self.origin.scheme == "https", credentials is not None)
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._context), redirects)
         try:
-            with self._opener.open(request, timeout=self.settings.timeout) as response:
+            with opener.open(request, timeout=self.settings.timeout) as response:
                 body = read_bounded(response, TOKEN_ANSWER_BYTES, self.settings.timeout, "the token answer", self.label)
             answer = json.loads(body)
+        except _RefusedRedirect as refused:
+            raise TarexportError(str(refused), source=self.label) from None
         except urllib.error.HTTPError as error:
             error.close()
             refused = " (refused the credentials)" if error.code in (401, 403) else ""
