@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tarexport.layerfiles import fingerprint, record_path
 from tests.imagefactory import Image, LayoutEntry, make_config, make_layer, sha, write_oci_layout
 from tests.workflowrun import SNAKEFILE, export, sha256_file, snakemake, write_config
 
@@ -220,18 +221,25 @@ def test_a_stored_layer_changed_behind_our_back_is_made_again(baseline: str, tmp
     with open(stored, "rb") as handle:
         assert handle.read() == LAYERS[0]
 
-    flip_byte(stored, 100_000)  # a byte the quick check does not sample
-    quick = write_config(work, **settings, compression="zstd")
-    run = snakemake(work, configfile=quick)
-    assert run.returncode == 0 and "making it again" not in run.output  # missed by the quick check
-    full = write_config(work, **settings, compression="none", verify_layers="full")
+    # a byte the record's samples do not cover: found in the bytes the archive is written
+    # from, with the default verify_layers: quick
+    flip_byte(stored, 100_000)
+    run = snakemake(work, configfile=write_config(work, **settings, compression="none"))
+    assert run.returncode == 0, run.output[-3000:]
+    assert f"tarexport: stored layer {relative} changed after it was made; making it again" in run.output
+    assert sha256_file(archive(work)) == baseline  # a clean export's bytes
+    with open(stored, "rb") as handle:
+        assert handle.read() == LAYERS[0]
+
+    flip_byte(stored, 100_000)  # `full`: found before writing, by hashing every layer whole
+    full = write_config(work, **settings, compression="zstd", verify_layers="full")
     run = snakemake(work, configfile=full)
     assert run.returncode == 0, run.output[-3000:]
     assert f"stored layer {relative} no longer has digest {BIG.diff_ids[0]}; making it again" in run.output
-    assert sha256_file(archive(work)) == baseline
 
 
-def test_a_damaged_stored_layer_whose_source_is_damaged_too_is_one_line(tmp_path) -> None:
+@pytest.mark.parametrize("offset", [0, 100_000])  # found before writing; found as written
+def test_a_damaged_stored_layer_whose_source_is_damaged_too_is_one_line(tmp_path, offset: int) -> None:
     """Nothing to make it again from: the run fails naming the stored layer and the source's
     blob, and leaves no archive."""
     work = str(tmp_path / "work")
@@ -240,7 +248,7 @@ def test_a_damaged_stored_layer_whose_source_is_damaged_too_is_one_line(tmp_path
     settings = {"sources": [layout], "images": ["big:1"]}
     export(work, **settings)
     stored = os.path.join(work, "build", "layers", BIG.diff_ids[0].split(":")[1] + ".tar")
-    flip_byte(stored, 0)
+    flip_byte(stored, offset)
     for blob in glob.glob(os.path.join(layout, "blobs", "sha256", "*")):
         if os.path.getsize(blob) > 1 << 20:  # the layers' blobs
             flip_byte(blob, 100)
@@ -257,20 +265,23 @@ def test_a_damaged_stored_layer_whose_source_is_damaged_too_is_one_line(tmp_path
     [
         ("docker", "uncompressed", "config"),
         ("oci", "uncompressed", "config"),
+        ("docker", "uncompressed", "layer"),
         ("oci", "uncompressed", "layer"),
         ("oci", "keep", "kept blob"),
     ],
 )
 def test_every_stored_file_an_archive_takes_is_checked(tmp_path, fmt: str, layers: str, changed: str) -> None:
-    """Each archive entry names what its build file must be (a layer's record and digest, a
-    config's digest): a stored file changed since it was made is found at assembly, in
-    either format, whichever build directory it lives in. A layer is made again from its
-    source; a config is refused."""
+    """Each archive entry names the digest its build file must have, and the bytes written
+    into the archive are hashed against it: a stored file changed since it was made is found
+    at assembly, in either format, whichever build directory it lives in, even rewritten
+    together with its record (as a runner writing a shared cache could). A layer is made
+    again from its source and the archive is a clean export's; a config is refused."""
     work = str(tmp_path / "work")
     os.makedirs(work)
     settings = {"sources": [own_layout(tmp_path)], "images": [TAG], "format": fmt, "layers": layers}
     settings["link_layers"] = False
     export(work, **settings)
+    clean = sha256_file(archive(work))
     build = os.path.join(work, "build")
     stored = {
         "config": os.path.join(build, "configs", BIG.image_id.split(":")[1] + ".json"),
@@ -285,12 +296,18 @@ def test_every_stored_file_an_archive_takes_is_checked(tmp_path, fmt: str, layer
         with open(stored, "ab") as handle:
             handle.write(b"\n")
     else:
-        flip_byte(stored, 0)
-    run = snakemake(work, configfile=write_config(work, **settings, compression="gzip"))  # assembles again
+        assert len(made) > 1 << 20  # a record of sampled blocks
+        flip_byte(stored, 100_000)
+        with open(record_path(stored), "w") as handle:  # the record made again for the new bytes
+            handle.write(fingerprint(stored))
+    os.unlink(archive(work))
+    run = snakemake(work, configfile=write_config(work, **settings))  # assembles again
     if changed == "config":
         assert run.returncode != 0 and "stored config" in one_line(run.output), run.output[-3000:]
         assert not os.path.exists(archive(work))
     else:
-        assert run.returncode == 0 and "changed after it was made; making it again" in run.output
+        assert run.returncode == 0, run.output[-3000:]
+        assert f"{os.path.relpath(stored, work)} changed after it was made; making it again" in run.output
         with open(stored, "rb") as handle:
             assert handle.read() == made
+        assert sha256_file(archive(work)) == clean

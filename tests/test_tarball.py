@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import io
 import os
@@ -101,8 +102,6 @@ def test_docker25_style_has_no_type_bits_or_owner_names(tmp_path) -> None:
 
 @pytest.mark.parametrize("kind", ["gzip", "zstd"])
 def test_compressed_output_is_the_same_tar_and_reproducible(tmp_path, kind: str) -> None:
-    import gzip
-
     import zstandard
 
     entries = sample(tmp_path)
@@ -232,3 +231,97 @@ def test_compressed_archives_need_the_tested_library_version_unless_told() -> No
             "or set compressor_versions: any to accept other bytes"
         )
         other.check_version(accept_any=True)
+
+
+def member_data(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as result:
+        return {m.name: result.extractfile(m).read() for m in result.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("way", ["page cache, read back", "page cache, through", "direct", "gzip"])
+def test_the_writer_hashes_each_checked_entry_from_the_bytes_it_writes(tmp_path, way: str) -> None:
+    """Each entry with a `check` gets the sha256 of its data as it went into the archive
+    (whatever the sink: the kernel's copy read back from the archive, a copy through this
+    process, the direct buffer, the compressor's input), sizes across the direct buffer's
+    edges; entries without one are not hashed."""
+    sizes = [0, 1, 4096, DirectSink.BUFFER - 700, DirectSink.BUFFER + 3, 3 * DirectSink.BUFFER // 2]
+    entries = [Entry("VERSION", "file", 0, data=b"1.0")]
+    for number, size in enumerate(sizes):
+        path = tmp_path / f"blob{number}"
+        path.write_bytes(os.urandom(size))
+        entries.append(Entry(f"blobs/{number}", "file", 0, path=str(path), check=("layer", "sha256:unused")))
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(5000))
+    entries.append(Entry("json", "file", 0, path=str(plain)))
+    out = tmp_path / "out.tar"
+    with open(out, "wb") as handle:
+        if way == "gzip":
+            sink: Sink = CompressingSink(handle, COMPRESSORS["gzip"].new())
+        elif way == "direct":
+            direct = DirectSink.open(handle)
+            assert direct is not None, "O_DIRECT was refused here; this test needs a disk-backed tmp_path"
+            sink = direct
+        else:
+            sink = Sink(handle, readback=None if way == "page cache, read back" else "")
+        write_tar(entries, sink)
+    written = out.read_bytes()
+    members = member_data(gzip.decompress(written) if way == "gzip" else written)
+    digests = sink.entry_digests()
+    assert digests == {
+        entry.name: "sha256:" + hashlib.sha256(members[entry.name]).hexdigest() for entry in entries if entry.check
+    }
+    assert sink.sha256() == hashlib.sha256(written).hexdigest()  # the archive's own, unchanged
+
+
+def test_the_digest_is_of_the_bytes_written_not_of_the_file_afterwards(tmp_path) -> None:
+    """A stored file that changes once it was copied: the entry's digest is that of what the
+    archive holds (a second read of the file would see the change and pass a damaged copy)."""
+    path = tmp_path / "layer"
+    first = os.urandom(3 << 20)
+    path.write_bytes(first)
+    for way in ("read back", "through", "direct", "gzip"):
+        out = tmp_path / f"{way}.tar"
+        with open(out, "wb") as handle:
+            if way == "gzip":
+                sink: Sink = CompressingSink(handle, COMPRESSORS["gzip"].new())
+            elif way == "direct":
+                sink = DirectSink.open(handle) or Sink(handle)
+            else:
+                sink = Sink(handle, readback=None if way == "read back" else "")
+            sink.copy_file(str(path), len(first), "layer")
+            path.write_bytes(os.urandom(len(first)))  # same size, other bytes
+            sink.close()
+            assert sink.entry_digests() == {"layer": "sha256:" + hashlib.sha256(first).hexdigest()}, way
+        path.write_bytes(first)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("kind", ["layer", "config"])
+def test_an_archive_whose_entries_miss_their_digests_is_never_published(tmp_path, compression: str, kind: str) -> None:
+    """The assembly compares each checked entry's written bytes with its digest before the
+    archive is renamed into place: a mismatch leaves nothing at the output path, even for a
+    stored layer whose record was made for the wrong bytes."""
+    from tarexport.jobs import DamagedStoredFiles, _write_archive
+    from tarexport.layerfiles import write_record
+    from tarexport.tarball import DOCKER_25
+
+    stored = tmp_path / "stored"
+    stored.write_bytes(os.urandom(2 << 20) if kind == "layer" else b'{"architecture": "amd64"}')
+    write_record(str(stored))
+    good = "sha256:" + hashlib.sha256(stored.read_bytes()).hexdigest()
+    output = tmp_path / "out" / "images.tar"
+    output.parent.mkdir()
+    for digest in ("sha256:" + "0" * 64, good):
+        entries = [Entry("blobs/sha256/x", "file", 0, path=str(stored), check=(kind, digest))]
+        if digest != good:
+            with pytest.raises(DamagedStoredFiles) as found:
+                _write_archive(entries, DOCKER_25, str(output), compression, False, 60.0)
+            assert str(found.value.found_error()) == (
+                f"stored layer {stored} changed after it was made; delete it and run again"
+                if kind == "layer"
+                else f"stored config {stored} changed after it was made; delete it and run again"
+            )
+            assert os.listdir(output.parent) == []  # neither the archive nor its temporary
+        else:
+            sha256 = _write_archive(entries, DOCKER_25, str(output), compression, False, 60.0)
+            assert sha256 == hashlib.sha256(output.read_bytes()).hexdigest()

@@ -23,8 +23,8 @@ class atomic_output:  # used like the function it replaced: `with atomic_output(
 
     `durable` (the archive): fsync before the rename, so that not even a power cut leaves
     a partial file at `path`. Build files skip it: flushing every layer to disk cost more
-    than the copy itself, and a stored layer is checked against its record (and with
-    `verify_layers: full`, its digest) before it goes into an archive.
+    than the copy itself, and every stored file an archive takes is hashed as it is
+    written into the archive and must have its digest (jobs.py).
     """
 
     def __init__(self, path: str, durable: bool = False):

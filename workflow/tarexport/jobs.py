@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from .compressors import COMPRESSORS
 from .descriptors import REFERENCE_DIGEST
@@ -110,8 +109,11 @@ def assemble(
     """The archive from the build directory; `documents`: the format's own metadata files
     the plan made (OCI manifests and indexes, relative to build_dir). Says how far it is
     every `progress_interval` seconds (a 2 GB gzip archive takes about 40 s); returns the
-    archive's sha256. Stored layers that fail their check are made again by `repair`, when
-    it knows them, and the archive is written again from them."""
+    archive's sha256. Every stored file the archive takes is hashed as it is written and
+    must have its digest; stored layers that fail (before writing, against their records,
+    or while written) are made again by `repair`, when it knows them, and the archive is
+    written again from them. `full_verify`: each stored layer is also hashed whole before
+    writing starts."""
     read_entries, style = ARCHIVES[fmt]
     entries = read_entries(build_dir, documents or [])
     for entry in entries:
@@ -125,33 +127,35 @@ def assemble(
             raise damaged.found_error() from None
         for path, error in dict(repairable).items():  # a layer two images share: made once
             repair.remake(path, error.finding)
-    return _write_archive(entries, style, output, compression, full_verify, progress_interval)
+    try:
+        return _write_archive(entries, style, output, compression, full_verify, progress_interval)
+    except DamagedStoredFiles as damaged:  # changed again meanwhile: nothing more to try
+        raise damaged.found_error() from None
 
 
 def _write_archive(
     entries: list[Entry], style: TarStyle, output: str, compression: str, full_verify: bool, interval: float
 ) -> str:
-    # The stored files are checked on a second thread while the archive is written (hashing
-    # releases the GIL): at 1000 layers the checks take about as long as the writing. The
-    # archive is published only once they have passed.
-    with ThreadPoolExecutor(1) as checker:
-        checked = checker.submit(_check_stored_files, entries, full_verify)
-        with atomic_output(output, durable=True) as out:
-            if compression != "none":
-                sink: Sink = CompressingSink(out, COMPRESSORS[compression].new(), Writeback(out.fileno()))
-            else:
-                sink = DirectSink.open(out) or Sink(out, Writeback(out.fileno()))
-            total = sum(
-                len(entry.data) if entry.data is not None else os.path.getsize(entry.path)
-                for entry in entries
-                if entry.kind == "file"
-            )
-            try:
-                with ProgressLine(f"writing {output}", lambda: sink.written, total, interval):
-                    write_tar(entries, sink, style)
-            finally:
-                checked.result()  # its error first: it says why the writing failed, if it did
-            return sink.sha256()
+    # Before writing, the stored layers against their records (cheap: sampled blocks and
+    # sizes), so that a damaged one is made again before gigabytes are written. Then every
+    # checked entry is hashed from the bytes written (on a thread beside the writer: hashing
+    # releases the GIL), and the archive is published only if each has its digest.
+    _check_stored_files(entries, full_verify)
+    target = atomic_output(output, durable=True)
+    with target as out:
+        if compression != "none":
+            sink: Sink = CompressingSink(out, COMPRESSORS[compression].new(), Writeback(out.fileno()))
+        else:
+            sink = DirectSink.open(out) or Sink(out, Writeback(out.fileno()), readback=target.temporary)
+        total = sum(
+            len(entry.data) if entry.data is not None else os.path.getsize(entry.path)
+            for entry in entries
+            if entry.kind == "file"
+        )
+        with ProgressLine(f"writing {output}", lambda: sink.written, total, interval):
+            write_tar(entries, sink, style)
+        _check_written(entries, sink.entry_digests())
+        return sink.sha256()
 
 
 class DamagedStoredFiles(Exception):
@@ -166,24 +170,39 @@ class DamagedStoredFiles(Exception):
 
 
 def _check_stored_files(entries: list[Entry], full_verify: bool) -> None:
-    """Stored layers against their records (and digests), configs against their digests:
-    each entry says what its file must be. Every entry is checked, so that all the damaged
-    ones are known at once."""
+    """Stored layers against their records: size, and sampled blocks where the record holds
+    them (a small layer's whole hash is left to the writing, which hashes every byte); with
+    `full_verify`, every layer hashed whole against its digest too. Every entry is checked,
+    so that all the damaged ones are known at once."""
+    found: list[tuple[str, TarexportError]] = []
+    for entry in entries:
+        if entry.check is None or entry.check[0] != "layer":
+            continue
+        try:
+            verify_layer_file(entry.path, entry.check[1], full_verify, sampled_only=True)
+        except TarexportError as exc:
+            found.append((entry.path, exc))
+    if found:
+        raise DamagedStoredFiles(found)
+
+
+def _check_written(entries: list[Entry], written: dict[str, str]) -> None:
+    """Each checked entry's data, as written into the archive, against the digest it must
+    have: a stored file damaged anywhere (or rewritten together with its record) is found
+    here, whatever the check before writing saw."""
     found: list[tuple[str, TarexportError]] = []
     for entry in entries:
         if entry.check is None:
             continue
         kind, digest = entry.check
-        try:
-            if kind == "layer":
-                verify_layer_file(entry.path, digest, full_verify)
-            else:  # a config, small: always re-hashed
-                with open(entry.path, "rb") as handle:
-                    if sha256_digest(handle.read()) != digest:
-                        raise TarexportError(
-                            f"stored config {entry.path} changed after it was made; delete it and run again"
-                        )
-        except TarexportError as exc:
-            found.append((entry.path, exc))
+        if written.get(entry.name) == digest:
+            continue
+        if kind == "layer":  # worded as the record check's finding: either way it changed
+            error: TarexportError = StoredLayerChanged(f"stored layer {entry.path} changed after it was made")
+        elif kind == "config":
+            error = TarexportError(f"stored config {entry.path} changed after it was made; delete it and run again")
+        else:
+            error = TarexportError(f"build file {entry.path} changed while the archive was written; run again")
+        found.append((entry.path, error))
     if found:
         raise DamagedStoredFiles(found)

@@ -101,11 +101,14 @@ def write_record(layer_file: str) -> None:
     write_atomically(record_path(layer_file), fingerprint(layer_file).encode())
 
 
-def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
+def verify_layer_file(layer_file: str, digest: str, full: bool, sampled_only: bool = False) -> None:
     """Check a stored layer before it goes into an archive: its size and content hash (whole or
     sampled) against the record made with it, and with `full` its whole content against its
     digest (its name). Run by the assembly, one long process: so OpenSSL's SHA-256, about 5
-    times the built-in's speed (measured: 2.4 s against 0.4 s for 1000 layers of 512 KB)."""
+    times the built-in's speed (measured: 2.4 s against 0.4 s for 1000 layers of 512 KB).
+
+    `sampled_only`: a whole-content record's hash is not computed again, only its size
+    compared (the assembly's check before writing: it hashes every byte it writes anyway)."""
     import hashlib
 
     try:
@@ -115,6 +118,11 @@ def verify_layer_file(layer_file: str, digest: str, full: bool) -> None:
             raise ValueError("not a record")
         # a record keeps its kind: those written before whole-content records stay valid
         sampled = '"sampled_sha256": ' in record
+        if sampled_only and not sampled and not full:
+            recorded_size = record[len('{"size": ') : record.index(",")]
+            if recorded_size != str(os.path.getsize(layer_file)):
+                raise StoredLayerChanged(f"stored layer {layer_file} changed after it was made")
+            return
         current = fingerprint(layer_file, sampled, hashlib.sha256)
     except (OSError, ValueError):
         raise StoredLayerChanged(

@@ -1,7 +1,8 @@
 """Stored layers found damaged at assembly are made again, from the sources the plan names.
 
-A stored layer is checked against its record when an archive takes it (layerfiles.py); what
-fails the check was changed after its job made it (a disk, a user, an object overwritten in
+A stored layer is checked against its record before an archive is written from it
+(layerfiles.py), and hashed against its digest as it is written (jobs.py); what fails
+either was changed after its job made it (a disk, a user, an object overwritten in
 remote storage). Its job's recipe and source are all that is needed to make it again, so the
 assembly does so instead of refusing, and the archive still gets the bytes the plan says.
 Under remote storage the assembly sees staged copies: what it made again is also linked into

@@ -39,9 +39,11 @@ class Entry:
     path: str = ""  # file data from this path
     data: bytes | None = None  # or these bytes
     target: str = ""  # symlink target
-    # Not for the writer: what the file at `path` must be, checked before the archive is
-    # published. "layer" (a stored layer, against its record and digest) or "config"
-    # (re-hashed), with the digest it is stored by.
+    # What the file at `path` must be: "layer" (a stored layer or kept blob, also checked
+    # against its record before writing), "config" or "document" (an OCI manifest or index),
+    # with the digest it is stored by. The writer hashes such an entry's data as it writes
+    # it (the sink's entry_digests, by entry name); the archive is published only if each
+    # has its digest (jobs.py).
     check: tuple[str, str] | None = None
 
 
@@ -147,7 +149,8 @@ def header(
 
 
 def write_tar(entries: list[Entry], sink: Sink, style: TarStyle = DOCKER_20) -> None:
-    """Write entries in the given order, then the end-of-archive marker."""
+    """Write entries in the given order, then the end-of-archive marker. The data of each
+    entry with a `check` is hashed as written: `sink.entry_digests()`, keyed by name."""
     for entry in entries:
         if entry.kind == "dir":
             sink.write(header(entry.name + "/", DIR_MODE, 0, entry.mtime, b"5", style=style))
@@ -159,7 +162,7 @@ def write_tar(entries: list[Entry], sink: Sink, style: TarStyle = DOCKER_20) -> 
         else:
             size = os.stat(entry.path).st_size
             sink.write(header(entry.name, FILE_MODE, size, entry.mtime, b"0", style=style))
-            sink.copy_file(entry.path, size)
+            sink.copy_file(entry.path, size, entry.name if entry.check else "")
             sink.write(b"\0" * (-size % BLOCK))
     sink.write(b"\0" * (2 * BLOCK))
     sink.close()

@@ -153,7 +153,7 @@ def archive_entries(build_dir: str, document_files: list[str]) -> list[Entry]:
         if found is None:
             raise TarexportError(f"build file for {descriptor['digest']} is missing; run the workflow again")
         path, data = found
-        add(descriptor["digest"], path, 0)
+        add(descriptor["digest"], path, 0, "document")  # as read above: checked again as written
         document = json.loads(data)
         if descriptor["mediaType"] == MediaType.OCI_INDEX:
             for child in document["manifests"]:
