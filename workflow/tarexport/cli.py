@@ -27,6 +27,9 @@ from . import __version__
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
+# a configuration file is a few kilobytes; the settings' own bounds are in settings.py
+CONFIGFILE_MAX_CHARS = 16 << 20
+
 # The keys of a configuration that name files: made absolute against the directory the
 # command was started in, since the workflow runs in the build directory.
 _PATH_KEYS = ("output", "build_dir", "lockfile")
@@ -42,9 +45,29 @@ def workflow_dir() -> str:
 
 
 def default_build_dir() -> str:
-    """$XDG_CACHE_HOME/tarexport, as the XDG base directory rules place a per-user cache."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """$XDG_CACHE_HOME/tarexport, as the XDG base directory rules place a per-user cache:
+    a relative (or empty) $XDG_CACHE_HOME is invalid by those rules and ignored, for ~/.cache."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(cache):
+        cache = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "tarexport")
+
+
+# --cores as Snakemake takes it: a number of job slots, or `all`
+_CORES = re.compile(r"[1-9][0-9]{0,5}|all")
+
+
+def _cores(text: str) -> str:
+    if not _CORES.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of job slots (or `all`)")
+    return text
+
+
+def _path(text: str) -> str:
+    """A file name given as an option: not empty (it would name the current directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; name a file or directory")
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,11 +92,14 @@ def _parser() -> argparse.ArgumentParser:
         "to `snakemake export` with the same settings. Options given override --configfile.",
     )
     save.add_argument("images", nargs="*", metavar="IMAGE", help="what to export (else the configfile's images)")
-    save.add_argument("-o", "--output", metavar="FILE", help="the archive (default: standard output, never a terminal)")
+    save.add_argument(
+        "-o", "--output", metavar="FILE", type=_path, help="the archive (default: standard output, never a terminal)"
+    )
     save.add_argument(
         "--source",
         dest="sources",
         action="append",
+        type=_path,
         metavar="SRC",
         help="where images come from, in order: an OCI layout directory, a docker-save tar, or a registry URL "
         "(https://host[:port]; http:// for a plain-http registry)",
@@ -82,21 +108,26 @@ def _parser() -> argparse.ArgumentParser:
     save.add_argument("--compression", choices=("none", "gzip", "zstd"), help="whole-archive compression")
     save.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="picked from multi-platform images")
     save.add_argument(
-        "--build-dir", metavar="DIR", help=f"stored layers, reused by later saves (default {default_build_dir()})"
+        "--build-dir",
+        metavar="DIR",
+        type=_path,
+        help=f"stored layers, reused by later saves (default {default_build_dir()})",
     )
-    save.add_argument("--cores", metavar="N", help="Snakemake job slots (default: the workflow profile's)")
+    save.add_argument("--cores", metavar="N", type=_cores, help="Snakemake job slots (default: the workflow profile's)")
     save.add_argument(
         "--compressor-versions",
         choices=("pinned", "any"),
         help="with gzip or zstd: `any` accepts a compression library other than the tested one (other bytes)",
     )
-    save.add_argument("--lockfile", metavar="FILE", help="record what each name resolved to (see --lock-mode)")
+    save.add_argument(
+        "--lockfile", metavar="FILE", type=_path, help="record what each name resolved to (see --lock-mode)"
+    )
     save.add_argument(
         "--lock-mode",
         choices=("update", "frozen"),
         help="`update` (default) rewrites the lock file; `frozen` exports exactly the images it locks",
     )
-    save.add_argument("--configfile", metavar="CFG", help="a tarexport configuration (config/README.md)")
+    save.add_argument("--configfile", metavar="CFG", type=_path, help="a tarexport configuration (config/README.md)")
     return parser
 
 
@@ -150,7 +181,10 @@ def save_config(args: argparse.Namespace, cwd: str, workdir: str, stdout_archive
     config: dict[str, Any] = {}
     if args.configfile:
         with open(os.path.join(cwd, args.configfile), encoding="utf-8") as handle:
-            loaded = yaml.safe_load(handle)
+            text = handle.read(CONFIGFILE_MAX_CHARS + 1)  # bounded: it may be /dev/zero
+        if len(text) > CONFIGFILE_MAX_CHARS:
+            raise ValueError(f"--configfile {args.configfile}: longer than {CONFIGFILE_MAX_CHARS >> 20} MiB")
+        loaded = yaml.safe_load(text)
         if not isinstance(loaded, dict):
             raise ValueError(f"--configfile {args.configfile}: not a mapping of settings (config/README.md)")
         config = absolute_paths(loaded, cwd)
@@ -184,7 +218,45 @@ def snakemake_command(config_path: str, workdir: str, cores: str | None) -> list
     command += ["--configfile", config_path]
     if cores:
         command += ["--cores", cores]
+    # every value is an absolute path or a checked number: none that Snakemake reads as an option
+    for option, value in zip(command[4::2], command[5::2], strict=True):
+        if value.startswith("-"):
+            raise ValueError(f"{option} {value[:40]!r}: a value that reads as an option")
     return command
+
+
+def _overlap(first: str, second: str) -> bool:
+    """Whether one of two absolute paths holds (or is) the other."""
+    return os.path.commonpath([first, second]) in (first, second)
+
+
+def check_save(config: dict[str, Any], workdir: str, cwd: str) -> None:
+    """Everything a save can be refused for before it runs, checked before it creates a file
+    or directory: the configuration as the workflow checks it (size, schema, write paths),
+    local sources that exist, and a build directory (`workdir`: it holds the save's lock, its
+    configurations and Snakemake's records) that is a directory and clear of every source."""
+    # imported here: `tarexport --version` stays light
+    from .errors import TarexportError
+    from .settings import load_settings
+    from .startup import checked_settings
+
+    schema = os.path.join(workflow_dir(), "schemas", "config.schema.yaml")
+    settings = load_settings(config, schema, cwd)  # bounded in size, then the schema
+    if os.path.lexists(workdir) and not os.path.isdir(workdir):
+        raise TarexportError(f"build directory {workdir} is not a directory; give another --build-dir")
+    real_workdir = os.path.realpath(workdir)
+    for spec in settings.sources:
+        if spec.registry is not None:
+            continue
+        if not os.path.exists(spec.resolved):
+            raise TarexportError("does not exist", source=spec.path)
+        if _overlap(os.path.realpath(spec.resolved), real_workdir):
+            raise TarexportError(
+                f"the build directory {workdir} and this source overlap (one holds the other); give another"
+                " --build-dir",
+                source=spec.path,
+            )
+    checked_settings(config, schema, cwd)  # the output, build_dir and lock file, as the workflow checks them
 
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -269,14 +341,26 @@ def save(args: argparse.Namespace) -> int:
     if to_stdout and os.isatty(sys.stdout.fileno()):
         print("tarexport: error: refusing to write an archive to a terminal: give -o FILE or redirect", file=sys.stderr)
         return 1
-    text = yaml.safe_dump(config, sort_keys=True).encode()
-    config_path = os.path.join(workdir, "saves", hashlib.sha256(text).hexdigest()[:16] + ".yaml")
+    from .errors import TarexportError, error_line
+
+    # everything is checked before the first file or directory is made
+    try:
+        check_save(config, workdir, cwd)
+        text = yaml.safe_dump(config, sort_keys=True).encode()
+        config_path = os.path.join(workdir, "saves", hashlib.sha256(text).hexdigest()[:16] + ".yaml")
+        command = snakemake_command(config_path, workdir, args.cores)
+    except (TarexportError, OSError) as error:
+        print(error_line(error), file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"tarexport: error: {error}", file=sys.stderr)
+        return 1
     with _one_save_at_a_time(workdir):
         os.makedirs(os.path.dirname(config_path), exist_ok=True)
         with open(config_path, "wb") as handle:
             handle.write(text)
         try:
-            status = _run_workflow(snakemake_command(config_path, workdir, args.cores))
+            status = _run_workflow(command)
             if status != 0 or not to_stdout:
                 return status
             return _stream(stdout_archive)
@@ -292,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         return save(args)
     except KeyboardInterrupt:
         return 130
+    except OSError as error:  # the build directory cannot be made or locked (permissions, a full disk)
+        from .errors import error_line
+
+        print(error_line(error), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ every local source, and of each other, with symlinks resolved.
 from __future__ import annotations
 
 import os
+import stat
 
 from . import buildpaths
 from .errors import TarexportError
+from .sidefiles import SUFFIXES
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -54,6 +56,47 @@ def check_write_paths(output: str, build_dir: str, sources: list[tuple[str, str]
                 " choose another build_dir",
                 source=configured,
             )
+
+
+def _same_file(first: str, second: str) -> bool:
+    """One file by two names (a hard link too), or one path where neither exists yet."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_lock_path(lockfile: str, output: str, build_dir: str, sources: list[tuple[str, str]], workdir: str) -> None:
+    """Refuse a lock file that is the archive or one of its side files (written by the export,
+    removed with a stale archive: the lock would be lost, or read from the archive's bytes),
+    that is a source or lies inside one (never the export's to write; nor a lock to trust:
+    it arrived with the images), or lies inside build_dir (the export's own files); and one
+    that exists as anything but a regular file (a FIFO would hang the read, a device never end)."""
+    lock = os.path.join(workdir, lockfile)
+    real_lock = os.path.realpath(lock)
+    output_path = os.path.join(workdir, output)
+    published = [("the output", output_path)]
+    published += [(f"the side file {output}{suffix}", output_path + suffix) for suffix in SUFFIXES.values()]
+    for what, path in published:
+        if _same_file(lock, path):
+            raise TarexportError(f"config key lockfile: {lockfile} is {what}; choose another lockfile")
+    for configured, path in sources:
+        if _inside(real_lock, os.path.realpath(path)) or _same_file(lock, path):
+            what = "is" if _same_file(lock, path) else "lies inside"
+            raise TarexportError(
+                f"config key lockfile: {lockfile} {what} this source; keep the lock beside the configuration",
+                source=configured,
+            )
+    if _inside(real_lock, os.path.realpath(os.path.join(workdir, build_dir))):
+        raise TarexportError(
+            f"config key lockfile: {lockfile} lies inside build_dir {build_dir}; keep the lock elsewhere"
+        )
+    if os.path.exists(real_lock) and not stat.S_ISREG(os.stat(real_lock).st_mode):
+        raise TarexportError(
+            f"config key lockfile: {lockfile} is not a regular file (a directory, FIFO or device); name a file"
+        )
 
 
 def check_build_dir(build_dir: str, workdir: str) -> None:

@@ -24,7 +24,7 @@ from .fileio import CONTENT_NAMED_MTIME, write_atomically, write_content_named, 
 from .formats.saveindex import ManifestEntry, manifest_json, repositories_json
 from .layerfiles import record_path
 from .layerjobs import StoredLayers
-from .lockfile import lock_document
+from .lockfile import lock_document, lock_holds
 from .plan import Plan
 from .provenance import provenance_template
 from .recipes import RECIPE_VERSION, LayerRemake, document_bytes, recipe_json, remakes_json
@@ -239,12 +239,7 @@ class Pipeline:
         not by time: a checkout dates a committed lock anew, and an old lock may be newer
         than a plan file that says otherwise)."""
         plan_file = self.plan_file("lock.json")
-        try:
-            with open(lockfile, "rb") as handle:
-                current = handle.read() == self._plan_contents["lock.json"]
-        except OSError:
-            current = False
-        if current:
+        if lock_holds(lockfile, self._plan_contents["lock.json"]):  # never blocks, reads no more than the lock
             os.utime(plan_file, (CONTENT_NAMED_MTIME, CONTENT_NAMED_MTIME))
         else:
             os.utime(plan_file)

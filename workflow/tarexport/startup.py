@@ -19,11 +19,11 @@ from . import buildpaths
 from .compressors import COMPRESSORS
 from .errors import TarexportError, error_line
 from .fileio import remove_stale_output
-from .pathsafety import check_build_dir, check_write_paths
+from .pathsafety import check_build_dir, check_lock_path, check_write_paths
 from .pipeline import Pipeline
 from .plan import build_catalog, make_plan, plan_resolution
 from .remotestorage import StorageObjectOf, remove_stale_stored_output
-from .settings import Settings, load_settings
+from .settings import Settings, check_config_size, load_settings
 from .sidefiles import side_paths
 from .sources.storage import fetch_source
 
@@ -59,6 +59,8 @@ def checked_settings(
         raise TarexportError("config key lock_mode: frozen needs a lock file to read; set lockfile: PATH")
     local = [(spec.path, spec.resolved) for spec in settings.sources if spec.registry is None]
     check_write_paths(settings.output, settings.build_dir, local, workdir)
+    if settings.lockfile:
+        check_lock_path(settings.lockfile, settings.output, settings.build_dir, local, workdir)
     written = list(side_paths(settings.output, settings.side_files).values())
     if settings.lockfile and settings.lock_mode == "update":
         written.append(settings.lockfile)
@@ -93,6 +95,17 @@ def prepare(config: dict[str, Any], schema_path: str, workdir: str) -> Pipeline:
     return planned(checked_settings(config, schema_path, workdir), workdir, os.path.dirname(schema_path))
 
 
+def refuse_oversized(config: dict[str, Any]) -> None:
+    """Stop at once, while the Snakefile is parsed, on a configuration past the size bounds
+    (settings.check_config_size): Snakemake itself turns the whole configuration into JSON
+    text for its run header before any target is asked for, which a FailedPlan waits for.
+    Nothing is removed: the configuration was not read far enough to name an output."""
+    try:
+        check_config_size(config)
+    except TarexportError as error:
+        raise SystemExit(error_line(error)) from None
+
+
 def plan_export(
     config: dict[str, Any],
     schema_path: str,
@@ -104,6 +117,7 @@ def plan_export(
     (with the archive it may remove, once the write paths are known to be safe).
     `source_object_of`: a storage URL's object (Snakemake's), for sources given as URLs;
     `output_object_of`, under remote storage: an output path's object."""
+    refuse_oversized(config)
     fetch = None if source_object_of is None else partial(fetch_source, storage_object_of=source_object_of)
     try:
         settings = checked_settings(config, schema_path, workdir, fetch)
