@@ -200,3 +200,155 @@ def test_gzip_members_in_any_split(parts: list[bytes], levels: list[int], chunk:
             assert "truncated" in str(error), error
         else:
             raise AssertionError(f"a stream cut by {cut} bytes read quietly ({len(out)} bytes)")
+
+
+# -- docker-save archives read as `docker load` extracts them (moby pkg/archive Unpack)
+
+UNTAR_IMAGES = {"A": make_image([{"a": b"first"}]), "B": make_image([{"b": b"second"}])}
+
+
+def image_files(which: str, config: str, layer: str) -> list[tuple[str, str, bytes | str]]:
+    image = UNTAR_IMAGES[which]
+    return [(config, "file", image.config), (layer, "file", image.layers[0])]
+
+
+def listing(config: str, layer: str) -> tuple[str, str, bytes | str]:
+    """A manifest.json member naming one config and one layer for victim:1."""
+    return (
+        "manifest.json",
+        "file",
+        json.dumps([{"Config": config, "RepoTags": ["victim:1"], "Layers": [layer]}]).encode(),
+    )
+
+
+# case -> (members in order, what tarexport reads: an image or the refusal's words, what
+# Docker 20.10's `docker load` loads for victim:1: an image, or "fails"). Checked against a
+# real engine by tests/test_docker_untar.py.
+UNTAR_CASES: dict[str, tuple[list[tuple[str, str, bytes | str]], str, str]] = {
+    # the link takes the first copy's inode; the second copy replaces the name only
+    "hard-link-to-a-name-written-again": (
+        [
+            *image_files("A", "x.json", "y.tar"),
+            ("c.json", "link", "x.json"),
+            ("l.tar", "link", "y.tar"),
+            *image_files("B", "x.json", "y.tar"),
+            listing("c.json", "l.tar"),
+        ],
+        "A",
+        "A",
+    ),
+    "later-copy-wins": (
+        [*image_files("A", "c.json", "l.tar"), *image_files("B", "c.json", "l.tar"), listing("c.json", "l.tar")],
+        "B",
+        "B",
+    ),
+    "dot-slash-is-the-same-path": (
+        [
+            *image_files("A", "a.json", "a.tar"),
+            *image_files("B", "b.json", "b.tar"),
+            listing("a.json", "a.tar"),
+            ("./manifest.json", "file", listing("b.json", "b.tar")[2]),
+        ],
+        "B",
+        "B",
+    ),
+    # a hard link to a symlink is that symlink in the link's directory
+    "hard-link-to-a-symlink": (
+        [
+            *image_files("A", "x.json", "y.tar"),
+            *image_files("B", "s/x.json", "s/y.tar"),
+            ("s/c.json", "symlink", "x.json"),
+            ("s/l.tar", "symlink", "y.tar"),
+            ("c.json", "link", "s/c.json"),
+            ("l.tar", "link", "s/l.tar"),
+            listing("c.json", "l.tar"),
+        ],
+        "A",
+        "A",
+    ),
+    # Docker writes d/manifest.json through the link, over manifest.json
+    "written-through-a-symlinked-directory": (
+        [
+            *image_files("A", "a.json", "a.tar"),
+            *image_files("B", "b.json", "b.tar"),
+            listing("a.json", "a.tar"),
+            ("d", "symlink", "."),
+            ("d/manifest.json", "file", listing("b.json", "b.tar")[2]),
+        ],
+        "member is under a symlink",
+        "B",
+    ),
+    # extracted in a chroot: /manifest.json is manifest.json
+    "absolute-name": (
+        [
+            *image_files("A", "a.json", "a.tar"),
+            *image_files("B", "b.json", "b.tar"),
+            listing("a.json", "a.tar"),
+            ("/manifest.json", "file", listing("b.json", "b.tar")[2]),
+        ],
+        "member name is absolute or leaves the archive",
+        "B",
+    ),
+    "hard-link-before-its-target": (
+        [
+            ("c.json", "link", "x.json"),
+            ("l.tar", "link", "y.tar"),
+            *image_files("A", "x.json", "y.tar"),
+            listing("c.json", "l.tar"),
+        ],
+        "hard link's target is not in the archive before it",
+        "fails",
+    ),
+    # a name's byte that is not UTF-8 reads as a surrogate in Python; JSON's "\\udcff" is
+    # that surrogate to Python and U+FFFD to Go, so Docker looks for another file
+    "lone-surrogate-in-a-path": (
+        [*image_files("A", "c\udcff.json", "l.tar"), listing("c\udcff.json", "l.tar")],
+        "is not in the archive",
+        "fails",
+    ),
+    "contiguous-file-type": (
+        [*image_files("A", "c.json", "l.tar"), ("manifest.json", "contiguous", listing("c.json", "l.tar")[2])],
+        "which docker load cannot extract",
+        "fails",
+    ),
+}
+UNTAR_TYPES = {
+    "file": tarfile.REGTYPE,
+    "contiguous": tarfile.CONTTYPE,
+    "link": tarfile.LNKTYPE,
+    "symlink": tarfile.SYMTYPE,
+}
+
+
+def write_untar_case(path: str, members: list[tuple[str, str, bytes | str]]) -> str:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            info.type = UNTAR_TYPES[kind]
+            if isinstance(payload, bytes):
+                info.size = len(payload)
+                archive.addfile(info, io.BytesIO(payload))
+            else:
+                info.linkname = payload
+                archive.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(UNTAR_CASES))
+def test_docker_archive_is_read_as_docker_extracts_it(tmp_path, case: str) -> None:
+    """Planning and the layer job read the files `docker load` would, or refuse one line."""
+    members, ours, _ = UNTAR_CASES[case]
+    path = write_untar_case(str(tmp_path / "case.tar"), members)
+    spec = SourceSpec(path, path)
+    if ours not in UNTAR_IMAGES:
+        with pytest.raises(TarexportError, match=ours) as refusal:
+            load_images(spec, "linux/amd64")
+        assert path in str(refusal.value) and "\n" not in str(refusal.value)
+        return
+    (image,) = load_images(spec, "linux/amd64").images
+    assert image.image_id == UNTAR_IMAGES[ours].image_id
+    (layer,) = image.layers
+    assert layer.diff_id == UNTAR_IMAGES[ours].diff_ids[0]
+    materialize(layer.blob, layer.diff_id, str(tmp_path / "layer.tar"), path)  # checks the bytes read
+    with open(tmp_path / "layer.tar", "rb") as handle:
+        assert handle.read() == UNTAR_IMAGES[ours].layers[0]

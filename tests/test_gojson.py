@@ -199,3 +199,159 @@ def test_invalid_utf8_becomes_one_replacement_per_byte() -> None:
 def test_times_go_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         GoTime.parse(bad)
+
+
+# -- source documents decoded with Go's rules (sources/metadata.py parse_json)
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def index_with(descriptor_text: str) -> bytes:
+    return b'{"schemaVersion": 2, "manifests": [' + descriptor_text.encode() + b"]}"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_to_go(constant: str) -> None:
+    from tarexport.gojson import load_pairs
+    from tarexport.sources.metadata import parse_json
+
+    document = f'{{"manifests": [], "extra": {constant}}}'.encode()
+    with pytest.raises(TarexportError, match=f"source s, member index.json: index.json is not valid JSON .*{constant}"):
+        parse_json(document, "index.json", "s", "index.json")
+    with pytest.raises(TarexportError, match="config is not valid JSON"):  # configs, through load_pairs
+        load_pairs(b'{"rootfs": {"diff_ids": []}, "x": ' + constant.encode() + b"}", "config")
+
+
+def test_a_leading_byte_order_mark_is_refused_as_go_does() -> None:
+    from tarexport.gojson import load_pairs
+    from tarexport.sources.metadata import parse_json
+
+    with pytest.raises(
+        TarexportError, match=r"member manifest\.json: manifest\.json is not valid JSON .*byte order mark"
+    ):
+        parse_json(b"\xef\xbb\xbf[]", "manifest.json", "s", "manifest.json", list)
+    with pytest.raises(TarexportError, match="byte order mark"):
+        load_pairs(b"\xef\xbb\xbf{}", "config")
+
+
+def test_invalid_utf8_in_a_string_is_replaced_as_go_does() -> None:
+    from tarexport.sources.metadata import parse_json
+
+    # Go's decoder replaces each invalid byte with U+FFFD; it refuses nothing
+    assert parse_json(b'{"a": "x\xff\xe2\x82y"}', "index.json", "s", "index.json") == {"a": "x\ufffd\ufffd\ufffdy"}
+
+
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        ("710.0", "is not an integer"),
+        ("7.1e2", "is not an integer"),
+        ('"1571"', "is not an integer"),
+        ("true", "is not an integer"),
+        ("9223372036854775808", "is out of range for an int64"),
+        ("-9223372036854775809", "is out of range for an int64"),
+    ],
+)
+def test_a_size_go_cannot_decode_into_int64_is_refused(size: str, words: str) -> None:
+    from tarexport.sources.metadata import OCI_INDEX, parse_json
+
+    document = index_with(f'{{"digest": "{DIGEST}", "size": {size}}}')
+    with pytest.raises(TarexportError, match=f"member index.json: index.json: manifests\\[0\\].size {words}"):
+        parse_json(document, "index.json", "s", "index.json", shape=OCI_INDEX)
+    assert parse_json(document, "index.json", "s", "index.json")  # untyped: Python alone takes it
+
+
+@pytest.mark.parametrize(("size", "value"), [("9223372036854775807", 2**63 - 1), ("-0", 0), ("null", None)])
+def test_sizes_go_decodes(size: str, value: int | None) -> None:
+    from tarexport.sources.metadata import OCI_INDEX, parse_json
+
+    document = parse_json(index_with(f'{{"size": {size}}}'), "index.json", "s", "index.json", shape=OCI_INDEX)
+    assert document["manifests"][0]["size"] == value
+
+
+def test_keys_are_read_as_the_fields_go_matches() -> None:
+    from tarexport.sources.metadata import OCI_INDEX, parse_json
+
+    document = parse_json(
+        index_with(f'{{"DIGEST": "{DIGEST}", "Size": 7, "PLATFORM": {{"OS": "linux"}}, "other": 1.5}}'),
+        "index.json",
+        "s",
+        "index.json",
+        shape=OCI_INDEX,
+    )
+    assert document["manifests"] == [{"digest": DIGEST, "size": 7, "platform": {"os": "linux"}, "other": 1.5}]
+
+
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [
+        ('"annotations": {"k": 1}', "manifests[0].annotations[0] is not a string"),
+        ('"urls": "http://x"', "manifests[0].urls is not a JSON list"),
+        ('"platform": []', "manifests[0].platform is not a JSON object"),
+        ('"data": "not base64!"', "manifests[0].data is not base64"),
+        ('"data": "e30"', "manifests[0].data is not base64"),  # Go's StdEncoding wants padding
+        ('"mediaType": 5', "manifests[0].mediaType is not a string"),
+    ],
+)
+def test_fields_of_the_wrong_json_type_are_refused(field: str, where: str) -> None:
+    from tarexport.sources.metadata import OCI_INDEX, parse_json
+
+    with pytest.raises(TarexportError, match=re.escape(f"index.json: {where}")):
+        parse_json(index_with(f'{{"digest": "{DIGEST}", {field}}}'), "index.json", "s", "index.json", shape=OCI_INDEX)
+    assert parse_json(index_with('{"data": "e30="}'), "index.json", "s", "index.json", shape=OCI_INDEX)
+
+
+def test_docker_save_manifest_fields_are_typed_as_docker_reads_them() -> None:
+    from tarexport.sources.metadata import DOCKER_MANIFEST, parse_json
+
+    layer_sources = f'{{"{DIGEST}": {{"mediaType": "m", "size": 710.0, "digest": "{DIGEST}"}}}}'
+    document = f'[{{"Config": "c.json", "Layers": ["l.tar"], "LayerSources": {layer_sources}}}]'.encode()
+    with pytest.raises(TarexportError, match=re.escape("manifest.json: [0].LayerSources[0].size is not an integer")):
+        parse_json(document, "manifest.json", "s", "manifest.json", list, DOCKER_MANIFEST)
+    with pytest.raises(TarexportError, match=re.escape("manifest.json: [0].RepoTags is not a JSON list")):
+        parse_json(
+            b'[{"Config": "c.json", "repotags": "a:1"}]', "manifest.json", "s", "manifest.json", list, DOCKER_MANIFEST
+        )
+    (item,) = parse_json(b'[{"config": "c.json"}]', "manifest.json", "s", "manifest.json", list, DOCKER_MANIFEST)
+    assert item == {"Config": "c.json"}  # Go fills Config from `config`
+
+
+@pytest.mark.parametrize(
+    ("layout", "words"),
+    [
+        (b"garbage", "oci-layout is not valid JSON"),
+        (b"[]", "oci-layout is not a JSON object"),
+        (b'{"imageLayoutVersion": "2.0.0"}', "imageLayoutVersion is not 1.0.0"),
+        (b'{"imageLayoutVersion": 1}', "oci-layout: imageLayoutVersion is not a string"),
+        (b"{}", "imageLayoutVersion is not 1.0.0"),
+        (b'{"imageLayoutVersion": "1.0.0", "x": NaN}', "oci-layout is not valid JSON"),
+    ],
+)
+def test_oci_layout_file_must_be_what_loaders_take(layout: bytes, words: str) -> None:
+    from tarexport.sources.metadata import check_layout_file
+
+    with pytest.raises(TarexportError, match=f"source s, member oci-layout: .*{words}"):
+        check_layout_file(layout, "s")
+    check_layout_file(b'{"imageLayoutVersion": "1.0.0"}', "s")
+    check_layout_file(b'{"ImageLayoutVersion": "1.0.0"}', "s")  # Go matches keys case-insensitively
+
+
+def test_writing_reads_a_configs_diff_ids_as_planning_does() -> None:
+    """`RootFS` after `rootfs`: Go (and planning) keep the last; the v1 layers written must
+    follow the same diff_ids, or the export looks for a layer that was never made."""
+    from tarexport.formats.docker_legacy import config_diff_ids
+    from tarexport.sources.metadata import diff_ids_of
+
+    first, last = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    config = json.dumps({"rootfs": {"diff_ids": [first]}, "RootFS": {"diff_ids": [last]}}).encode()
+    assert config_diff_ids(config) == diff_ids_of(config, "s", "c") == [last]
+
+
+def test_a_lone_surrogate_escape_reads_as_go_reads_it() -> None:
+    from tarexport.gojson import load_pairs
+    from tarexport.sources.metadata import parse_json
+
+    # a pair is one character; a lone half is U+FFFD; an escaped backslash starts no escape
+    document = rb'{"a": "\ud800x\ud83d\udc33\\ud800\udc00\ud800\ud800"}'
+    assert parse_json(document, "index.json", "s", "index.json") == {"a": "\ufffdx\U0001f433\\ud800" + "\ufffd" * 3}
+    assert load_pairs(rb'{"k\udcff": "v"}', "config") == [("k\ufffd", "v")]

@@ -322,9 +322,22 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
         "path leaves the source",
         {},
     ),
+    # Docker removes the name before linking: the link finds nothing and `docker load` fails
     "hardlink-self": (
         legacy(lambda a: replace_layer(a, 0, Member(LAYER_NAMES[0], kind=tarfile.LNKTYPE, link=LAYER_NAMES[0]))),
-        "symlinks loop or nest too deep",
+        "hard link's target is not in the archive before it",
+        {},
+    ),
+    # `docker load` extracts in a chroot: it writes d/<config> through the link over <config>,
+    # and /<config> as <config>; either way it reads another file than the names say
+    "member-through-symlink": (
+        legacy(lambda a: a.members.extend([Member("d", kind=tarfile.SYMTYPE, link="."), Member("d/" + CONFIG_NAME)])),
+        "member is under a symlink",
+        {},
+    ),
+    "member-absolute-name": (
+        legacy(lambda a: a.members.append(Member("/" + CONFIG_NAME))),
+        "member name is absolute or leaves the archive",
         {},
     ),
     "layer-is-directory": (
@@ -372,6 +385,31 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
     "index-symlink-out": (layout(lambda p: symlink_out(p, "index.json")), "resolves outside the source", {}),
     # -- metadata that is not what it claims
     "index-not-json": (layout(lambda p: write_file(p, "index.json", b"{not json")), "index.json is not valid JSON", {}),
+    # JSON that Go's decoder refuses, and that Python's takes
+    "index-size-float": (
+        layout(lambda p: rewrite_index(p, lambda index: index["manifests"][0].update(size=710.0))),
+        "index.json: manifests[0].size is not an integer",
+        {},
+    ),
+    "manifest-nan": (  # in a field nothing reads: Go fails on the whole document
+        layout(lambda p: rewrite_manifest(p, lambda m: m.update(note=float("nan")))),
+        "manifest is not valid JSON (NaN is not a JSON number",
+        {},
+    ),
+    "legacy-layer-sources-size-past-int64": (
+        legacy(
+            lambda a: a.manifest[0].update(
+                LayerSources={IMAGE.diff_ids[0]: {"mediaType": "m", "size": 2**63, "digest": IMAGE.diff_ids[0]}}
+            )
+        ),
+        "manifest.json: [0].LayerSources[0].size is out of range for an int64",
+        {},
+    ),
+    "oci-layout-version": (
+        layout(lambda p: write_file(p, "oci-layout", b'{"imageLayoutVersion": "2.0.0"}')),
+        "imageLayoutVersion is not 1.0.0",
+        {},
+    ),
     "index-not-object": (
         layout(lambda p: write_file(p, "index.json", b"[1, 2]")),
         "index.json is not a JSON object",
@@ -379,7 +417,7 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
     ),
     "index-no-manifests": (
         layout(lambda p: write_file(p, "index.json", b'{"manifests": 3}')),
-        "index.json has no manifests list",
+        "index.json: manifests is not a JSON list",
         {},
     ),
     "index-too-big": (
@@ -412,7 +450,7 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
     ),
     "legacy-not-list": (
         legacy(lambda a: a.manifest.clear() or a.manifest.append("x")),
-        "manifest.json entry is not an object",
+        "manifest.json: [0] is not a JSON object",
         {},
     ),
     "legacy-layer-count": (
@@ -518,7 +556,11 @@ CASES: dict[str, tuple[Callable[[str], str], str, dict]] = {
     "config-is-a-fifo": (layout(lambda p: replace_by_fifo(p, "config")), "is not a regular file", {}),
     "layer-is-a-fifo": (layout(lambda p: replace_by_fifo(p, "layer")), "is not a regular file", {}),
     "repotag-without-tag": (legacy(lambda a: a.manifest[0].update(RepoTags=["victim"])), "is not name:tag", {}),
-    "repotag-not-string": (legacy(lambda a: a.manifest[0].update(RepoTags=[7])), "RepoTags holds a non-string", {}),
+    "repotag-not-string": (
+        legacy(lambda a: a.manifest[0].update(RepoTags=[7])),
+        "manifest.json: [0].RepoTags[0] is not a string",
+        {},
+    ),
     # -- not a source at all
     "not-a-tar": (
         lambda root: write_raw(root, b"just some bytes, not a tar file" * 40),

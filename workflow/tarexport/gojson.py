@@ -343,10 +343,108 @@ class JSONObject(list):
     """A JSON object as its key/value pairs in source order (Go decodes in that order)."""
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (Go's decoder refuses it)")
+
+
+def go_loads(data: bytes, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any]) -> Any:
+    """JSON text as Go's encoding/json reads it, every document a loader decodes goes through
+    here: NaN and Infinity, which Python takes, are refused, and so is a leading byte order
+    mark; invalid UTF-8 in strings is replaced, byte by byte, as Go does (go_text). A
+    ValueError where Go's decoder fails."""
+    if data.startswith(UTF8_BOM):
+        raise ValueError("starts with a UTF-8 byte order mark, which Go's decoder refuses")
+    text = go_text(data)
+    if _SURROGATE_ESCAPE.search(text):
+        text = _ESCAPE.sub(_go_escape, text)
+    return json.loads(text, object_pairs_hook=object_pairs_hook, parse_constant=_refuse_constant)
+
+
+# Escapes, left to right (an escaped backslash is one, so `\\ud800` is no surrogate): a
+# surrogate pair, a lone surrogate, any other. Go reads a lone surrogate as U+FFFD where
+# Python keeps it, and a key or a path then names something else (tarfile's names hold
+# such surrogates for bytes that are not UTF-8).
+_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\\.")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _go_escape(match: re.Match[str]) -> str:
+    escape = match.group(0)
+    return "\\ufffd" if len(escape) == 6 else escape
+
+
 def load_pairs(data: bytes, what: str) -> Any:
     """Parse JSON, objects as JSONObject pair lists, arrays as plain lists."""
-    text = go_text(data)
     try:
-        return json.loads(text, object_pairs_hook=JSONObject)
+        return go_loads(data, JSONObject)
     except (ValueError, RecursionError) as exc:
         raise TarexportError(f"{what} is not valid JSON ({exc})") from None
+
+
+# ---------------------------------------------------------------- typed documents
+
+# The Go type a document's value is decoded into: one of the kind names below, a struct as
+# {JSON key: type}, or ("list", type) / ("map", type) for a slice or a map with string keys.
+GoShape = str | tuple[str, Any] | dict[str, Any]
+STRING, INT64, BYTES = "string", "int64", "bytes"
+STRINGS: GoShape = ("list", STRING)
+STRING_MAP: GoShape = ("map", STRING)
+INT64_RANGE = range(-(2**63), 2**63)
+
+
+def go_typed(value: Any, shape: GoShape, where: str) -> Any:
+    """A parsed document (dicts, as refuse_fold_twins makes them) checked as Go's decoder
+    fills a value of this shape: a ValueError naming the key where Go fails (a JSON type the
+    field cannot take, a number that is not an integer literal within int64 for an int64, a
+    string that is not base64 for bytes). Go decodes every field even when the rest of the
+    document is fine, so a loader refuses the whole file. A struct's keys come back as the
+    field names Go matches them to (case-insensitively), so readers see what Go sees; keys
+    of no field are kept as they are (Go ignores them). null suits every type: Go leaves
+    the value as it was."""
+    if value is None:
+        return None
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where or 'the document'} is not a JSON object")
+        typed = {}
+        for key, item in value.items():
+            field = key if key in shape else next((name for name in shape if go_equal_fold(key, name)), None)
+            if field is None:
+                typed[key] = item
+            else:
+                typed[field] = go_typed(item, shape[field], f"{where}.{field}" if where else field)
+        return typed
+    if isinstance(shape, tuple):
+        kind, element = shape
+        if kind == "list":
+            if not isinstance(value, list):
+                raise ValueError(f"{where} is not a JSON list")
+            return [go_typed(item, element, f"{where}[{number}]") for number, item in enumerate(value)]
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        # entries by their position: a key is the document's text, never quoted in a message
+        return {key: go_typed(item, element, f"{where}[{number}]") for number, (key, item) in enumerate(value.items())}
+    if shape == STRING:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} is not a string")
+    elif shape == INT64:
+        # Go's ParseInt: a float literal (710.0, 1e3) or a quoted number is refused
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} is not an integer (Go decodes it into an int64)")
+        if value not in INT64_RANGE:
+            raise ValueError(f"{where} is out of range for an int64")
+    elif shape == BYTES and not (isinstance(value, str) and _is_go_base64(value)):
+        raise ValueError(f"{where} is not base64 (Go decodes it into bytes)")
+    return value
+
+
+_BASE64 = re.compile("[A-Za-z0-9+/]*={0,2}")
+
+
+def _is_go_base64(text: str) -> bool:
+    """Go's base64.StdEncoding: padded, skipping CR and LF."""
+    text = text.replace("\r", "").replace("\n", "")
+    return len(text) % 4 == 0 and _BASE64.fullmatch(text) is not None

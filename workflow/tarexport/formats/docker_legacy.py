@@ -8,7 +8,6 @@ configs there, as a loader would).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from .. import buildpaths
 from ..descriptors import ForeignSource
 from ..digests import chain_ids, hex_of
 from ..dockerconfig import V1Image, decode_v1_image
-from ..gojson import RawJSON, encode_string, encode_value, go_text
+from ..gojson import RawJSON, encode_string, encode_value, go_field, load_pairs
 from ..gotime import UNIX_EPOCH
 from ..tarball import Entry, sort_key
 from .saveindex import ManifestEntry, parse_manifest_json
@@ -86,7 +85,8 @@ def index_entries(
 
 
 def config_diff_ids(config_bytes: bytes) -> list[str]:
-    return list(json.loads(go_text(config_bytes))["rootfs"]["diff_ids"])
+    """As planning read them (sources/metadata.diff_ids_of) and Docker does: Go's key matching."""
+    return list(go_field(go_field(load_pairs(config_bytes, "config"), "rootfs"), "diff_ids"))
 
 
 # Docker's system.Chtimes sets times outside [epoch, time.Unix(0, 1<<63-1)] to the epoch.

@@ -170,48 +170,172 @@ def starts_like_tar(path: str) -> bool:
     return True
 
 
+class _Dir:
+    """A directory as `docker load`'s extraction leaves it: its entries by name."""
+
+    __slots__ = ("children",)
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+
+
+class _File:
+    """A regular file: the member whose data it holds. Hard links share one _File, as
+    they share an inode: a later member of the same name replaces the name, not the file."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, info: tarfile.TarInfo) -> None:
+        self.info = info
+
+
+class _Symlink:
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+
+class _Special:
+    """A device or FIFO: present, never readable as a file."""
+
+    __slots__ = ()
+
+
+_Node = _Dir | _File | _Symlink | _Special
+
+
 class TarContainer(Container):
-    """Members of an uncompressed tar file, indexed by a single header scan."""
+    """Members of an uncompressed tar file, indexed by a single header scan.
+
+    The scan leaves the tree `docker load` extracts (moby pkg/archive Unpack, run in a
+    chroot of its temporary directory): names are cleaned (`./a//b` is `a/b`); a later
+    member replaces what its name held (a directory, with all below it), a directory
+    merges into one; a hard link takes the file its target names when the link is met,
+    so a later member of the target's name changes neither. What Docker would do
+    otherwise than its names say (a member under a symlinked directory, written through
+    the link; a name that is absolute or leaves the archive, which the chroot folds back
+    into it) is refused, and so is what makes `docker load` fail (a hard link to nothing
+    or to a directory, a member under a file, a type it cannot extract). Lookups follow
+    symlinks as Docker's safePath does, a last path element only: a symlinked directory
+    in a path is refused."""
 
     def __init__(self, path: str, label: str):
         self.path = os.path.realpath(path)
         self.label = label
         self.kind = SourceKind.DOCKER_ARCHIVE
-        self.members: dict[str, tarfile.TarInfo] = {}
+        self._root = _Dir()
         import tarfile  # here: layer jobs given a planned offset never index the archive
 
         try:
             with tarfile.open(self.path, "r:", tarinfo=bounded_tarinfo()) as archive:
                 for info in archive:
-                    try:
-                        name = clean_member(info.name.rstrip("/") or ".", label)
-                    except TarexportError:
-                        continue  # unsafe names are never addressable; nothing refers to them safely
-                    self.members[name] = info  # later entries win, as when extracting
+                    self._extract(info)
         except TarexportError as error:
             raise located(error, source=label) from None
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:  # ValueError: garbage sparse maps
             raise TarexportError(f"is not a readable tar archive ({exc})", source=label) from exc
 
+    def _extract(self, info: tarfile.TarInfo) -> None:
+        """Place one member as Docker's extraction does (moby pkg/archive createTarFile)."""
+        import tarfile
+
+        name = posixpath.normpath(info.name) if info.name else "."  # Go's filepath.Clean
+        if name == ".":
+            return  # the top directory: Docker skips it whatever its type
+        if name.startswith("/") or name == ".." or name.startswith("../"):
+            raise TarexportError(
+                "member name is absolute or leaves the archive; docker load would extract it elsewhere",
+                member=info.name,
+            )
+        if info.type not in _DOCKER_TYPES:
+            raise TarexportError(f"member has tar type {info.type!r}, which docker load cannot extract", member=name)
+        *parents, last = name.split("/")
+        directory = self._root
+        for part in parents:  # missing directories are made, as Docker's MkdirAll makes them
+            node = directory.children.setdefault(part, _Dir())
+            if isinstance(node, _Symlink):
+                raise TarexportError(
+                    "member is under a symlink; docker load would write it where the link points", member=name
+                )
+            if not isinstance(node, _Dir):
+                raise TarexportError("member is under a file, not a directory; docker load fails on it", member=name)
+            directory = node
+        if info.type == tarfile.DIRTYPE:
+            if not isinstance(directory.children.get(last), _Dir):
+                directory.children[last] = _Dir()
+            return
+        directory.children.pop(last, None)  # removed first, as Docker does: a link to itself finds nothing
+        if info.type == tarfile.LNKTYPE:
+            directory.children[last] = self._link_target(info.linkname, name)
+        elif info.type == tarfile.SYMTYPE:
+            directory.children[last] = _Symlink(info.linkname)
+        elif info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            directory.children[last] = _File(info)
+        else:
+            directory.children[last] = _Special()
+
+    def _link_target(self, linkname: str, name: str) -> _File | _Symlink | _Special:
+        """What a hard link links to when it is met: os.Link takes the node its target names
+        then (a symlink itself, not what it points to)."""
+        try:
+            parts = clean_member(linkname, self.label).split("/")
+        except TarexportError as error:
+            raise TarexportError(f"hard link's target: {error.message}", member=name) from None
+        node: _Node = self._root
+        for number, part in enumerate(parts):
+            if isinstance(node, _Symlink):
+                raise TarexportError("hard link's target is under a symlink; tarexport does not follow it", member=name)
+            if not isinstance(node, _Dir) or part not in node.children:
+                raise TarexportError(
+                    "hard link's target is not in the archive before it; docker load fails on it", member=name
+                )
+            node = node.children[part]
+            if number == len(parts) - 1 and isinstance(node, _Dir):
+                raise TarexportError("hard link's target is a directory; docker load fails on it", member=name)
+        assert not isinstance(node, _Dir)
+        return node
+
     def _resolve(self, member: str) -> tarfile.TarInfo:
-        name = clean_member(member, self.label)
-        for _ in range(MAX_LINK_HOPS):
-            info = self.members.get(name)
-            if info is None:
+        """The file a path names, as `docker load` finds it after extracting (safePath:
+        symlinks are followed within the archive; an absolute one, or one leaving it, is
+        refused here, not folded back as Docker's scope would)."""
+        pending = clean_member(member, self.label).split("/")[::-1]  # a stack: next part last
+        trail = [self._root]  # the directories walked through, for ".."
+        hops = 0
+        while pending:
+            part = pending.pop()
+            if part == "..":
+                if len(trail) == 1:
+                    raise TarexportError("path leaves the source", source=self.label, member=member)
+                trail.pop()
+                continue
+            node = trail[-1].children.get(part)
+            if node is None:
                 raise TarexportError("is not in the archive", source=self.label, member=member)
-            if info.issym():
-                target = info.linkname
-                if target.startswith("/"):
+            if isinstance(node, _Symlink):
+                if pending:
+                    raise TarexportError(
+                        "a directory in the path is a symlink; tarexport does not follow those",
+                        source=self.label,
+                        member=member,
+                    )
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise TarexportError("symlinks loop or nest too deep", source=self.label, member=member)
+                if node.target.startswith("/"):
                     raise TarexportError("symlink points outside the archive", source=self.label, member=member)
-                name = clean_member(posixpath.join(posixpath.dirname(name), target), self.label)
+                pending = [p for p in node.target.split("/") if p not in ("", ".")][::-1]
                 continue
-            if info.islnk():
-                name = clean_member(info.linkname, self.label)
+            if pending:
+                if not isinstance(node, _Dir):
+                    raise TarexportError("is not in the archive", source=self.label, member=member)
+                trail.append(node)
                 continue
-            if not info.isreg():
+            if not isinstance(node, _File):
                 raise TarexportError("is not a regular file", source=self.label, member=member)
-            return info
-        raise TarexportError("symlinks loop or nest too deep", source=self.label, member=member)
+            return node.info
+        raise TarexportError("is not a regular file", source=self.label, member=member)  # the top directory
 
     def exists(self, member: str) -> bool:
         try:
@@ -230,6 +354,12 @@ class TarContainer(Container):
     def open(self, member: str) -> tuple[BinaryIO, int]:
         offset, size = self.span(member)
         return open_section(self.path, offset, size), size
+
+
+# Member types Docker's extraction takes: regular files (old and new type flags),
+# directories, links, devices and FIFOs. Others (contiguous files, GNU sparse and volume
+# headers) fail `docker load`.
+_DOCKER_TYPES = frozenset((b"0", b"\x00", b"5", b"1", b"2", b"3", b"4", b"6"))
 
 
 def open_section(path: str, offset: int, size: int) -> BinaryIO:

@@ -21,7 +21,7 @@ from ..mediatypes import is_config, is_foreign_layer, is_index, is_layer, is_man
 from ..reference import Reference, is_valid_tag, parse_normalized
 from .base import BlobRef, LayerRef, SourceAttestation, SourceImage, SourceIndex
 from .containers import Container
-from .metadata import diff_ids_of, parse_json
+from .metadata import OCI_DOCUMENT, OCI_INDEX, check_layout_file, diff_ids_of, parse_json
 
 MAX_INDEX_DEPTH = 4
 
@@ -100,7 +100,8 @@ def images_from_layout(
     source = container.label
     if not container.exists("oci-layout"):
         raise TarexportError("has no oci-layout file; not an OCI image layout", source=source)
-    index = parse_json(container.read_small("index.json"), "index.json", source, "index.json")
+    check_layout_file(container.read_small("oci-layout"), source)
+    index = parse_json(container.read_small("index.json"), "index.json", source, "index.json", shape=OCI_INDEX)
     manifests = index.get("manifests")
     if manifests is None and may_be_empty:
         return LayoutContents([], [])
@@ -148,7 +149,7 @@ class LayoutReader:
         source = self.source
         media_type = descriptor.get("mediaType")
         data, ref = read_verified(self.container, descriptor, "manifest")
-        document = parse_json(data, "manifest", source, ref.member)
+        document = parse_json(data, "manifest", source, ref.member, shape=OCI_DOCUMENT)
         media_type = media_type or document.get("mediaType")
         if is_index(media_type) or (media_type is None and "manifests" in document):
             image_id, index = self._add_index(document, ref, names, depth)
@@ -204,7 +205,7 @@ class LayoutReader:
     def _attestation(self, descriptor: dict[str, Any], describes: str) -> SourceAttestation:
         """An attestation manifest, read and checked now; its blobs, read by jobs, as they are."""
         data, ref = read_verified(self.container, descriptor, "manifest")
-        document = parse_json(data, "manifest", self.source, ref.member)
+        document = parse_json(data, "manifest", self.source, ref.member, shape=OCI_DOCUMENT)
         config, layers = document.get("config"), document.get("layers")
         if not isinstance(config, dict) or not isinstance(layers, list):
             raise TarexportError("attestation manifest has no config or layers", source=self.source, member=ref.member)
