@@ -274,3 +274,27 @@ def test_foreign_layer_sources(oracle: Oracle, tmp_path) -> None:
         b"]}]", b"]," + entry.encode() + b"}]"
     )
     assert_docker_loads(ours, oracle, {image.image_id: {"foreign:1"}})
+
+
+def test_layer_sources_of_ordinary_layers_are_not_kept(oracle: Oracle, tmp_path) -> None:
+    """LayerSources entries for ordinary layers (Docker 25 lists every layer, with the OCI
+    layer type and the layer's own digest): Docker 20.10 loads the archive and its save
+    writes none; ours is its archive byte for byte."""
+    layers = [make_layer({"base": b"listed base"}), make_layer({"app": b"listed app"})]
+    image = Image(layers, make_config(layers))
+    media_types = ["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar.gzip"]
+    listed = {
+        diff_id: {"mediaType": media_type, "size": len(layer), "digest": diff_id}
+        for diff_id, layer, media_type in zip(image.diff_ids, layers, media_types, strict=True)
+    }
+    source = write_docker_archive(str(tmp_path / "listed.tar"), [(image, ["listed:1"])], listed)
+    oracle.engine.docker("load", "-i", source)
+    saved = oracle.save("listed.tar", "listed:1")
+    assert "LayerSources" not in manifest_of(saved)[0]
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    export(work, sources=[source], images=["listed:1"])
+    ours = os.path.join(work, "results", "images.tar")
+    assert member_bytes(ours, "manifest.json") == member_bytes(saved, "manifest.json")
+    assert_same_as_docker(ours, saved)
+    assert sha256_file(ours) == sha256_file(saved)

@@ -28,6 +28,7 @@ from .recipes import (
     index_entries_text,
     platforms_text,
 )
+from .sources.base import SourceIndex
 
 
 class ExportFormat:
@@ -218,19 +219,28 @@ class OciExport(ExportFormat):
 
     def image_indexes(self) -> list[str]:
         """Hex digests of the source indexes kept whole (`platforms: all`)."""
-        return sorted({hex_of(index.digest) for index in self.context.plan.tag_indexes.values()})
+        return sorted(self._kept_indexes)
+
+    @cached_property
+    def _kept_indexes(self) -> dict[str, SourceIndex]:
+        """Index hex -> the index kept (the first tag naming it): a rule asks once per index,
+        and many tags may name one, so it is looked up, not searched for."""
+        kept: dict[str, SourceIndex] = {}
+        for index in self.context.plan.tag_indexes.values():
+            kept.setdefault(hex_of(index.digest), index)
+        return kept
 
     def image_index_inputs(self, index_hex: str) -> list[str]:
         manifests = [
             buildpaths.oci_manifest(self.context.build_dir, hex_of(i))
-            for _, i in self.context.kept_index(index_hex).platforms
+            for _, i in self._kept_indexes[index_hex].platforms
         ]
         return manifests + self.attestation_files(index_hex)
 
     def image_index_recipe(self, index_hex: str) -> str:
         """(manifest file, platform) per platform, in the source index's order, then the
         attestation manifests kept (file, source entry, our manifest of the image described)."""
-        index = self.context.kept_index(index_hex)
+        index = self._kept_indexes[index_hex]
         build = self.context.build_dir
         ours = [self._in_build(buildpaths.oci_manifest(build, hex_of(i))) for _, i in index.platforms]
         platforms = [PlatformManifest(path, p) for path, (p, _) in zip(ours, index.platforms, strict=True)]

@@ -7,6 +7,7 @@ union of all sources instead of a daemon's image and reference stores.
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from .dockerconfig import V1Image, decode_v1_image
@@ -14,6 +15,34 @@ from .errors import TarexportError
 from .reference import ImageIDRequest, Reference, parse_request, with_default_tag
 from .sources.base import LayerRef, SourceImage, SourceIndex
 from .sources.loading import SourceSpec, load_images
+
+
+@dataclass
+class _Lookups:
+    """The catalog indexed the ways requests ask it, so that each request costs what it
+    names, not a walk over every image and tag (thousands of requests, tens of thousands
+    of tags). Lists keep the order a walk over the catalog would give."""
+
+    by_manifest: dict[str, list[str]] = field(default_factory=dict)  # manifest or index digest -> image IDs
+    tags_by_name: dict[str, list[tuple[Reference, str]]] = field(default_factory=dict)  # repository -> (tag, ID)
+    digest_refs_by_name: dict[str, list[tuple[Reference, str]]] = field(default_factory=dict)  # -> (name@digest, ID)
+    image_names: dict[str, set[str]] = field(default_factory=dict)  # image ID -> repositories it is known under
+    tag_store_names: dict[str, set[str]] = field(default_factory=dict)  # image ID -> repositories of tags naming it
+    hexes: list[str] = field(default_factory=list)  # image IDs without `sha256:`, sorted
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> _Lookups:
+        lookups = cls(hexes=sorted(image_id[len("sha256:") :] for image_id in catalog.images))
+        for image_id, image in catalog.images.items():
+            for digest in image.manifest_digests:
+                lookups.by_manifest.setdefault(digest, []).append(image_id)
+            for ref in image.digest_refs:
+                lookups.digest_refs_by_name.setdefault(ref.name, []).append((ref, image_id))
+            lookups.image_names[image_id] = image.names()
+        for tag, image_id in catalog.tags.items():
+            lookups.tags_by_name.setdefault(tag.name, []).append((tag, image_id))
+            lookups.tag_store_names.setdefault(image_id, set()).add(tag.name)
+        return lookups
 
 
 @dataclass
@@ -25,8 +54,17 @@ class Catalog:
     tag_sources: dict[Reference, str] = field(default_factory=dict)
     tag_indexes: dict[Reference, SourceIndex] = field(default_factory=dict)  # with `platforms: all`
     indexes: dict[str, SourceIndex] = field(default_factory=dict)  # by digest, with `platforms: all`
+    _lookups: _Lookups | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def lookups(self) -> _Lookups:
+        """Built when first asked, once every source is read (add() starts them anew)."""
+        if self._lookups is None:
+            self._lookups = _Lookups.of(self)
+        return self._lookups
 
     def add(self, image: SourceImage) -> None:
+        self._lookups = None
         known = self.images.setdefault(image.image_id, image)
         if known is not image:
             known.manifest_digests |= image.manifest_digests
@@ -48,7 +86,9 @@ class Catalog:
         prefix = term.removeprefix("sha256:")  # case-sensitive, as Docker's digest set
         if not prefix or any(c not in "0123456789abcdef" for c in prefix):
             raise TarexportError(f"no such image: {original} (not found in any source)")
-        found = [i for i in self.images if i[len("sha256:") :].startswith(prefix)]
+        hexes = self.lookups.hexes  # sorted: the IDs with this prefix are one run of them
+        first, end = bisect_left(hexes, prefix), bisect_left(hexes, prefix + "\U0010ffff")
+        found = ["sha256:" + h for h in hexes[first:end]]
         if not found:
             raise TarexportError(f"no such image: {original} (not found in any source)")
         if len(found) > 1:
@@ -127,10 +167,13 @@ class Resolution:
         self.tags: dict[str, dict[Reference, None]] = {}  # insertion-ordered: IDs, and tags per ID
         self.tagged_as: dict[Reference, str] = {}
         self.by_request: dict[str, dict[str, list[Reference]]] = {}  # request -> image ID -> its tags
+        # the same as sets: a request may give one image tens of thousands of tags
+        self._given: dict[tuple[str, str], set[Reference]] = {}
 
     def add(self, request: str, image_id: str, tag: Reference | None) -> None:
         known = self.tags.setdefault(image_id, {})
         given = self.by_request.setdefault(request, {}).setdefault(image_id, [])
+        given_set = self._given.setdefault((request, image_id), set())
         if tag is None:
             return
         earlier = self.tagged_as.setdefault(tag, image_id)
@@ -140,7 +183,8 @@ class Resolution:
                 " (a pinned name and the tag as the sources hold it now?)"
             )
         known.setdefault(tag)
-        if tag not in given:
+        if tag not in given_set:
+            given_set.add(tag)
             given.append(tag)
 
     def images(self) -> list[tuple[str, list[Reference]]]:
@@ -173,14 +217,15 @@ def _resolve_one(catalog: Catalog, text: str, resolution: Resolution) -> None:
         add(catalog.search(text, text), None)
         return
     if request.digest:
+        lookups = catalog.lookups
         # Docker needs the exact name@digest association; ours: a name the image carries.
-        found = [i for i, image in catalog.images.items() if request.digest in image.manifest_digests]
+        found = lookups.by_manifest.get(request.digest, [])
         if not found and request.tag and request.digest in catalog.images:
             # pinned: a docker-save source holds no manifest, so its config's digest pins
             found = [request.digest]
-        named = [i for i in found if request.name in catalog.images[i].names()]
+        named = [i for i in found if request.name in lookups.image_names[i]]
         if not named and request.tag:  # a pin: a name any source gives the image will do
-            named = [i for i in found if any(t.name == request.name for t, j in catalog.tags.items() if j == i)]
+            named = [i for i in found if request.name in lookups.tag_store_names.get(i, ())]
         if not named:
             why = "it is not named that way" if found else "no source holds that manifest"
             if request.tag and not found:
@@ -192,15 +237,11 @@ def _resolve_one(catalog: Catalog, text: str, resolution: Resolution) -> None:
         return
     if not request.tag:
         # Docker walks the repository's references sorted as strings: tags, then digests.
+        lookups = catalog.lookups
         matches: list[tuple[str, str, Reference | None]] = [
-            (str(t), i, t) for t, i in catalog.tags.items() if t.name == request.name
+            (str(t), i, t) for t, i in lookups.tags_by_name.get(request.name, [])
         ]
-        matches += [
-            (str(r), i, None)
-            for i, image in catalog.images.items()
-            for r in image.digest_refs
-            if r.name == request.name
-        ]
+        matches += [(str(r), i, None) for r, i in lookups.digest_refs_by_name.get(request.name, [])]
         for _, image_id, tag in sorted(matches, key=lambda m: m[0]):
             add(image_id, tag)
         if not matches:
@@ -220,28 +261,29 @@ def make_plan(catalog: Catalog, requests: list[str]) -> Plan:
 def plan_resolution(catalog: Catalog, resolution: Resolution, indexes: dict[Reference, SourceIndex]) -> Plan:
     """The plan for resolved names; `indexes`: the multi-platform index each tag names."""
     planned = [_plan_image(catalog, image_id, tags) for image_id, tags in resolution.images()]
+    # each index once (many tags may name one): its platforms' image IDs
+    kept = {id(index): index for index in indexes.values()}
+    platform_ids = {key: {i for _, i in index.platforms} for key, index in kept.items()}
     # a tag's index, if it holds the image planned (a pinned tag may name another one now)
     tag_indexes = {
         tag: indexes[tag]
         for p in planned
         for tag in p.tags
-        if tag in indexes and p.image.image_id in {i for _, i in indexes[tag].platforms}
+        if tag in indexes and p.image.image_id in platform_ids[id(indexes[tag])]
     }
     wanted = {p.image.image_id for p in planned}
     platform_images = []
-    for index in tag_indexes.values():
+    for index in {id(index): index for index in tag_indexes.values()}.values():
         for _, image_id in index.platforms:
             if image_id not in wanted:
                 wanted.add(image_id)
                 platform_images.append(_plan_image(catalog, image_id, []))
     layers: dict[str, LayerRef] = {}
-    users: dict[str, list[str]] = {}
+    users: dict[str, dict[str, None]] = {}  # insertion-ordered sets: thousands of images may share a layer
     for entry in planned + platform_images:
         for layer in entry.image.layers:
             layers.setdefault(layer.diff_id, layer)
-            names = users.setdefault(layer.diff_id, [])
-            if entry.display not in names:
-                names.append(entry.display)
+            users.setdefault(layer.diff_id, {}).setdefault(entry.display)
     layer_users = {diff_id: " and ".join(names) for diff_id, names in users.items()}
     return Plan(planned, platform_images, tag_indexes, layers, layer_users, resolution.by_request)
 

@@ -7,15 +7,18 @@ import re
 from ..descriptors import BLOB_MEMBER_FORM, ForeignSource, digest_of_blob_member
 from ..digests import check_digest, is_digest, sha256_digest
 from ..errors import TarexportError, located
+from ..mediatypes import is_foreign_layer
 from ..reference import parse_normalized
 from .base import BlobRef, LayerRef, SourceImage
 from .containers import TarContainer, clean_member
-from .metadata import diff_ids_of, parse_json
+from .metadata import DOCKER_MANIFEST, diff_ids_of, parse_json
 
 
 def images_from_manifest(container: TarContainer) -> list[SourceImage]:
     source = container.label
-    manifest = parse_json(container.read_small("manifest.json"), "manifest.json", source, "manifest.json", list)
+    manifest = parse_json(
+        container.read_small("manifest.json"), "manifest.json", source, "manifest.json", list, DOCKER_MANIFEST
+    )
     images: dict[str, SourceImage] = {}
     for item in manifest:
         if not isinstance(item, dict):
@@ -52,7 +55,9 @@ def images_from_manifest(container: TarContainer) -> list[SourceImage]:
             # Docker 25+ names layers by blob digest; the legacy layout records none.
             digest = digest_of_blob_member(member)
             blob = BlobRef(container.kind, container.path, member, digest, -1)
-            foreign = _foreign_source(layer_sources.get(diff_id), container.exists(member), source)
+            foreign = _if_non_distributable(
+                _foreign_source(layer_sources.get(diff_id), container.exists(member), source)
+            )
             layers.append(LayerRef(diff_id, blob, foreign=foreign))
         config_ref = BlobRef(container.kind, container.path, config_member, image_id, len(config))
         image = images.setdefault(image_id, SourceImage(image_id, config, config_ref, layers, source))
@@ -110,8 +115,20 @@ def _foreign_source(descriptor: object, present: bool, source: str) -> ForeignSo
     if not isinstance(descriptor, dict):
         raise TarexportError("LayerSources entry is not an object", source=source, member="manifest.json")
     urls = descriptor.get("urls") or []
-    size = descriptor.get("size", 0)
+    size = descriptor.get("size") or 0  # null or absent: Go leaves the zero value
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls) or not isinstance(size, int):
         raise TarexportError("LayerSources entry has invalid urls or size", source=source, member="manifest.json")
     digest = check_digest(descriptor.get("digest"), "LayerSources digest")
     return ForeignSource(str(descriptor.get("mediaType", "")), size, digest, tuple(urls), present)
+
+
+def _if_non_distributable(entry: ForeignSource | None) -> ForeignSource | None:
+    """A LayerSources entry names a foreign layer only with a non-distributable media type.
+
+    Docker 25 writes an entry for every layer (the OCI layer type and the layer's own
+    digest); Docker 20.10 and 25 on Linux drop every entry when they load an archive, and
+    only a Windows engine keeps one, which it records from a registry only for a foreign
+    layer (moby distribution/pull_v2_windows.go). An entry of any other type describes no
+    foreign layer, so it is not carried over, and the layer is an ordinary one.
+    """
+    return entry if entry is not None and is_foreign_layer(entry.media_type) else None
