@@ -130,9 +130,13 @@ def basic_secrets(user: str, password: str) -> tuple[str, str]:
     return password, base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+# published beside the archive: the provenance statement records the configuration
+EVERY_SIDE_FILE = ["sha256", "images", "provenance"]
+
+
 def assert_secret_nowhere(work: str, secret: str) -> None:
     """Not in any file of the work directory: Snakemake's metadata, logs, build files, the
-    archive, the job scripts Snakemake writes."""
+    archive and the files beside it, the job scripts Snakemake writes."""
     for directory, _, files in os.walk(work):
         for file in files:
             with open(os.path.join(directory, file), "rb") as handle:
@@ -165,8 +169,9 @@ def test_basic_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         assert "bench/a:1-gone" in line
         good = str(tmp_path / "good")
         os.makedirs(good)
-        run = export(good, sources=[source], images=[name])
+        run = export(good, sources=[source], images=[name], side_files=EVERY_SIDE_FILE)
         assert secret not in run.output
+        assert os.path.isfile(archive(good) + ".provenance.json")  # so the scan below read it
         assert_secret_nowhere(good, secret)
     finally:
         server.stop()
@@ -213,7 +218,10 @@ def test_token_auth(layout: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         tokens.requests.clear()
         good = str(tmp_path / "good")
         os.makedirs(good)
-        export(good, sources=[source], images=[name])
+        export(good, sources=[source], images=[name], side_files=EVERY_SIDE_FILE)
+        assert os.path.isfile(archive(good) + ".provenance.json")
+        for secret in (*basic_secrets("alice", "t0ken-pa55"), *tokens.issued):
+            assert_secret_nowhere(good, secret)
         asked = [r for r in tokens.requests if r["status"] == 200]
         assert asked and all(r["user"] == "alice" and r["scope"] == ["repository:bench/a:pull"] for r in asked)
         # the image's own bytes came through
