@@ -54,3 +54,32 @@ def test_linking_onto_the_same_file_leaves_no_temporary(tmp_path) -> None:
             pass
     assert os.path.samefile(source, tmp_path / "stored")
     assert leftovers(tmp_path) == []
+
+
+def test_a_killed_attempts_temporary_is_removed_and_no_other_files(tmp_path) -> None:
+    own = tmp_path / ".out.4242.0badcafe.part"  # what a killed attempt at `out` left
+    other = tmp_path / ".out.b.4243.0badcafe.part"  # `out.b`'s: its writer may be running
+    own.write_bytes(b"partial")
+    other.write_bytes(b"partial")
+    with atomic_output(str(tmp_path / "out")) as out:
+        out.write(b"data")
+    assert not own.exists() and other.exists()
+    assert (tmp_path / "out").read_bytes() == b"data"
+
+
+def test_many_writes_into_one_directory_list_it_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linear: the planner writes thousands of files into one directory (listing it at each
+    write cost 28 s at 8,000 files)."""
+    listed: list[str] = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path: str) -> list[str]:
+        listed.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", counting_listdir)
+    for index in range(200):
+        with atomic_output(str(tmp_path / "plan" / f"image-{index}.json")) as out:
+            out.write(b"{}")
+    assert listed == [str(tmp_path / "plan")]
+    assert len(real_listdir(tmp_path / "plan")) == 200

@@ -154,19 +154,40 @@ def _finish(temporary: str, path: str, failure: BaseException | None, body_error
     return False
 
 
+# Directory -> the temporaries killed earlier attempts left there, by the file they were
+# for: listed once per process and directory. Listing the directory at every write made
+# the planner's writes quadratic (8,000 plan files in one directory: 28 s). A leftover
+# appearing after the listing could only come from another writer of the same output
+# running at once, which Snakemake never does.
+_LEFTOVERS: dict[str, dict[str, list[str]]] = {}
+
+
+def _leftovers_in(directory: str) -> dict[str, list[str]]:
+    found = _LEFTOVERS.get(directory)
+    if found is None:
+        found = {}
+        for name in os.listdir(directory):
+            if name.startswith(".") and name.endswith(PART_SUFFIX):
+                # ".<file>.<pid>.<random>.part": the file's own name may hold dots
+                parts = name[1 : -len(PART_SUFFIX)].rsplit(".", 2)
+                if len(parts) == 3:
+                    found.setdefault(parts[0], []).append(name)
+        _LEFTOVERS[directory] = found
+    return found
+
+
 def _temporary_beside(path: str) -> str:
     """A new temporary name beside `path`, after removing those a killed earlier attempt left
     (one job per output at a time, so they are ours)."""
     directory = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + "."
+    name = os.path.basename(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):
-            if name.startswith(prefix) and name.endswith(PART_SUFFIX):
-                _unlink_quietly(os.path.join(directory, name))
+        for leftover in _leftovers_in(directory).pop(name, ()):
+            _unlink_quietly(os.path.join(directory, leftover))
     except OSError as exc:
         raise TarexportError(f"cannot write {path} ({exc.strerror or exc})") from exc
-    return os.path.join(directory, f"{prefix}{os.getpid()}.{os.urandom(4).hex()}{PART_SUFFIX}")
+    return os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}{PART_SUFFIX}")
 
 
 def _unlink_quietly(path: str) -> None:
