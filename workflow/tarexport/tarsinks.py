@@ -14,6 +14,7 @@ import mmap
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from .errors import TarexportError
@@ -21,6 +22,20 @@ from .fileio import Writeback
 
 CHUNK = 1 << 20
 COPY_WINDOW = 16 << 20
+
+
+def _chunks(path: str, size: int, piece: int = CHUNK, offset: int = 0) -> Iterator[bytes]:
+    """`size` bytes of the file at `path` from `offset`, in pieces of at most `piece`; a file
+    that ends sooner is refused (it changed while being archived)."""
+    with open(path, "rb") as source:
+        source.seek(offset)
+        left = size
+        while left > 0:
+            chunk = source.read(min(left, piece))
+            if not chunk:
+                raise TarexportError(f"{path} shrank while being archived")
+            left -= len(chunk)
+            yield chunk
 
 
 class _HashingThread:
@@ -116,17 +131,10 @@ class Digester(_HashingThread):
             self._hash.update(piece)
 
     def _hash_file(self, path: str, size: int, offset: int, key: str) -> None:
-        with open(path, "rb") as source:
-            source.seek(offset)
-            left = size
-            while left > 0:
-                chunk = source.read(min(left, CHUNK * 8))
-                if not chunk:
-                    raise TarexportError(f"{path} shrank while being archived")
-                self._hash.update(chunk)
-                if key:
-                    self._entries.feed(key, chunk)
-                left -= len(chunk)
+        for chunk in _chunks(path, size, CHUNK * 8, offset):
+            self._hash.update(chunk)
+            if key:
+                self._entries.feed(key, chunk)
 
     def feed(self, data: bytes) -> None:
         """Hash `data` (the caller must not change it afterwards: pass bytes)."""
@@ -198,20 +206,14 @@ class Sink:
         self.written += size
 
     def _copy_through(self, path: str, size: int, key: str) -> None:
-        with open(path, "rb") as source:
-            left = size
-            while left > 0:
-                chunk = source.read(min(left, CHUNK))
-                if not chunk:
-                    raise TarexportError(f"{path} shrank while being archived")
-                left -= len(chunk)
-                self.out.write(chunk)
-                self.digest.feed(chunk)
-                if key:
-                    self.entries.feed(key, chunk)
-                self.written += len(chunk)
-                if self.writeback:
-                    self.writeback.advance(self.out.tell())
+        for chunk in _chunks(path, size):
+            self.out.write(chunk)
+            self.digest.feed(chunk)
+            if key:
+                self.entries.feed(key, chunk)
+            self.written += len(chunk)
+            if self.writeback:
+                self.writeback.advance(self.out.tell())
 
     def close(self) -> None:
         self.out.flush()
@@ -336,16 +338,10 @@ class CompressingSink(Sink):
     def copy_file(self, path: str, size: int, key: str = "") -> None:
         if key:
             self.entries.begin(key)
-        with open(path, "rb") as source:
-            left = size
-            while left > 0:
-                chunk = source.read(min(left, CHUNK))
-                if not chunk:
-                    raise TarexportError(f"{path} shrank while being archived")
-                left -= len(chunk)
-                self.write(chunk)
-                if key:  # the tar's bytes, as the compressor was given them
-                    self.entries.feed(key, chunk)
+        for chunk in _chunks(path, size):
+            self.write(chunk)
+            if key:  # the tar's bytes, as the compressor was given them
+                self.entries.feed(key, chunk)
 
     def close(self) -> None:
         rest = self.compressor.flush()
